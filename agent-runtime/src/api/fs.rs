@@ -1,0 +1,1 @@
+//! File API wire types (`/v1/fs/*`).

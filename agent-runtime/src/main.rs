@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    sbx_agent::server::cli::main()
+}

@@ -1,0 +1,254 @@
+//! The `sbx-agent` command line: `server`, `daemon`, and (later) `install-agent` and `credentials`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::{CorsConfig, ServerConfig};
+use crate::api::process::ProcessLimits;
+
+/// Env var holding the bearer token (preferred over `--token`, which shows up in `ps`).
+pub const ENV_TOKEN: &str = "SBX_AGENT_TOKEN";
+/// Env var that sends logs to stdout instead of files.
+pub const ENV_LOG_STDOUT: &str = "SBX_AGENT_LOG_STDOUT";
+/// Env var with the log filter (tracing `EnvFilter` syntax).
+pub const ENV_LOG: &str = "SBX_AGENT_LOG";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sbx-agent",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (the in-sandbox runtime of sbx, the coding-agent sandbox CLI)"),
+    about = "The sbx in-sandbox runtime: an HTTP API for files, processes, terminals and agent sessions.",
+    after_help = "Examples:\n  SBX_AGENT_TOKEN=secret sbx-agent server --port 2468\n  sbx-agent server --no-token --root /workspace      # loopback only\n  sbx-agent daemon start --token secret && sbx-agent daemon status"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server in the foreground.
+    Server(ServerArgs),
+    /// Manage one background server per host:port.
+    Daemon {
+        #[command(subcommand)]
+        action: DaemonAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DaemonAction {
+    /// Start a background server, or reuse a healthy one on the same host:port.
+    Start(ServerArgs),
+    /// Stop the background server on host:port.
+    Stop(DaemonTarget),
+    /// Show whether a background server runs on host:port (pid, version, log file).
+    Status(DaemonTarget),
+}
+
+/// Which daemon a `stop`/`status` is about.
+#[derive(Args, Debug, Clone)]
+pub struct DaemonTarget {
+    /// Host the daemon listens on.
+    #[arg(short = 'H', long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port the daemon listens on.
+    #[arg(short, long, default_value_t = crate::DEFAULT_PORT)]
+    pub port: u16,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `sbx-agent server` (and `daemon start`).
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(short = 'H', long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// TCP port (0 picks a free one).
+    #[arg(short, long, default_value_t = crate::DEFAULT_PORT)]
+    pub port: u16,
+    /// Bearer token every route but /v1/health requires. Prefer the env var: flags show up in `ps`.
+    #[arg(long, env = ENV_TOKEN, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Serve without a token. Only allowed on a loopback address unless --allow-insecure-remote.
+    #[arg(long, conflicts_with = "token")]
+    pub no_token: bool,
+    /// Together with --no-token on a non-loopback address: yes, anyone who can reach it may use it.
+    #[arg(long, requires = "no_token")]
+    pub allow_insecure_remote: bool,
+    /// Confine every file path (and process cwd) to this directory.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Also listen on this Unix socket (for sandboxes with no network).
+    #[arg(long)]
+    pub unix: Option<PathBuf>,
+    /// Listen only on --unix, not on TCP.
+    #[arg(long, requires = "unix")]
+    pub unix_only: bool,
+    /// CORS: an allowed origin (repeatable; `*` for any).
+    #[arg(long = "cors-allow-origin")]
+    pub cors_allow_origin: Vec<String>,
+    /// CORS: an allowed method (repeatable).
+    #[arg(long = "cors-allow-method")]
+    pub cors_allow_method: Vec<String>,
+    /// CORS: an allowed request header (repeatable).
+    #[arg(long = "cors-allow-header")]
+    pub cors_allow_header: Vec<String>,
+    /// CORS: allow credentials.
+    #[arg(long)]
+    pub cors_allow_credentials: bool,
+    /// Directory for log files (default: $XDG_STATE_HOME/sbx-agent/logs). Set SBX_AGENT_LOG_STDOUT=1 to log to stdout.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Max managed processes and terminals at once.
+    #[arg(long)]
+    pub max_processes: Option<u32>,
+    /// Default timeout of a run, in milliseconds.
+    #[arg(long)]
+    pub default_run_timeout_ms: Option<u64>,
+    /// Max timeout a run may ask for, in milliseconds.
+    #[arg(long)]
+    pub max_run_timeout_ms: Option<u64>,
+    /// Max stdout/stderr bytes a run keeps.
+    #[arg(long)]
+    pub max_output_bytes: Option<u64>,
+    /// Max log bytes kept per managed process.
+    #[arg(long)]
+    pub max_log_bytes: Option<u64>,
+}
+
+impl ServerArgs {
+    /// Checks the flags and turns them into a [`ServerConfig`].
+    pub fn to_config(&self) -> Result<ServerConfig, String> {
+        let token = self.token.clone().filter(|t| !t.is_empty());
+        if token.is_none() && !self.no_token {
+            return Err(format!(
+                "no token: set {ENV_TOKEN} (or --token), or pass --no-token to serve without auth on loopback"
+            ));
+        }
+        if self.no_token && !self.unix_only && !self.host.is_loopback() && !self.allow_insecure_remote {
+            return Err(format!(
+                "refusing --no-token on {}: anyone who can reach it could run commands. Use a token, \
+                 listen on 127.0.0.1, or add --allow-insecure-remote if you really mean it",
+                self.host
+            ));
+        }
+        let mut limits = ProcessLimits::default();
+        if let Some(v) = self.max_processes {
+            limits.max_concurrent_processes = v;
+        }
+        if let Some(v) = self.default_run_timeout_ms {
+            limits.default_run_timeout_ms = v;
+        }
+        if let Some(v) = self.max_run_timeout_ms {
+            limits.max_run_timeout_ms = v;
+        }
+        if let Some(v) = self.max_output_bytes {
+            limits.max_output_bytes = v;
+        }
+        if let Some(v) = self.max_log_bytes {
+            limits.max_log_bytes_per_process = v;
+        }
+        if let Some(root) = &self.root {
+            if !root.is_dir() {
+                return Err(format!("--root {}: not a directory (create it first)", root.display()));
+            }
+        }
+        Ok(ServerConfig {
+            addr: (!self.unix_only).then(|| SocketAddr::new(self.host, self.port)),
+            unix_socket: self.unix.clone(),
+            token,
+            root: self.root.clone(),
+            cors: CorsConfig {
+                allow_origins: self.cors_allow_origin.clone(),
+                allow_methods: self.cors_allow_method.clone(),
+                allow_headers: self.cors_allow_header.clone(),
+                allow_credentials: self.cors_allow_credentials,
+            },
+            limits,
+        })
+    }
+}
+
+/// The default log directory.
+pub fn default_log_dir() -> PathBuf {
+    state_dir().join("logs")
+}
+
+/// `$XDG_STATE_HOME/sbx-agent`, falling back to `~/.local/state/sbx-agent`, then `/tmp/sbx-agent`.
+pub fn state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("sbx-agent");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(h).join(".local/state/sbx-agent");
+    }
+    PathBuf::from("/tmp/sbx-agent")
+}
+
+fn init_logging(log_dir: Option<&PathBuf>, file_name: &str) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    let to_stdout = std::env::var(ENV_LOG_STDOUT).map(|v| v != "0" && !v.is_empty()).unwrap_or(false);
+    if to_stdout {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).init();
+        return None;
+    }
+    let dir = log_dir.cloned().unwrap_or_else(default_log_dir);
+    if std::fs::create_dir_all(&dir).is_err() {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        return None;
+    }
+    let appender = tracing_appender::rolling::never(&dir, file_name);
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).init();
+    Some(guard)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Entry point of the `sbx-agent` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => {
+            let config = match args.to_config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("sbx-agent: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let _guard = init_logging(args.log_dir.as_ref(), "sbx-agent.log");
+            tracing::info!(version = crate::VERSION, addr = ?config.addr, unix = ?config.unix_socket, root = ?config.root, auth = config.token.is_some(), "starting");
+            match runtime().block_on(super::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server failed");
+                    eprintln!("sbx-agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Daemon { action } => super::daemon::run(action_into(action)),
+    }
+}
+
+fn action_into(a: DaemonAction) -> super::daemon::Action {
+    match a {
+        DaemonAction::Start(args) => super::daemon::Action::Start(args),
+        DaemonAction::Stop(t) => super::daemon::Action::Stop(t),
+        DaemonAction::Status(t) => super::daemon::Action::Status(t),
+    }
+}

@@ -1,0 +1,350 @@
+//! The runtime's HTTP server: configuration, shared state, the router, and serving over TCP and a
+//! Unix socket.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::{Health, Problem, ProblemKind};
+
+mod auth;
+pub mod cli;
+pub mod daemon;
+pub mod error;
+pub mod fs;
+pub mod processes;
+pub mod pty;
+
+pub use error::{ApiError, ApiJson, ApiQuery, ApiResult};
+
+/// CORS settings; CORS is off unless at least one origin is allowed.
+#[derive(Debug, Clone, Default)]
+pub struct CorsConfig {
+    /// Allowed origins (`*` for any).
+    pub allow_origins: Vec<String>,
+    /// Allowed methods (default: the common ones).
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers (default: authorization and content-type).
+    pub allow_headers: Vec<String>,
+    /// Whether credentials are allowed.
+    pub allow_credentials: bool,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// TCP address to listen on; `None` listens only on the Unix socket.
+    pub addr: Option<SocketAddr>,
+    /// Also listen on this Unix socket.
+    pub unix_socket: Option<PathBuf>,
+    /// The bearer token every route but health requires; `None` means no auth (loopback dev only).
+    pub token: Option<String>,
+    /// Confine every file path to this directory.
+    pub root: Option<PathBuf>,
+    /// CORS.
+    pub cors: CorsConfig,
+    /// Process limits at start-up (changeable over the API).
+    pub limits: crate::api::process::ProcessLimits,
+}
+
+impl ServerConfig {
+    /// A config for tests: loopback on an ephemeral port with the given token.
+    pub fn loopback(token: Option<String>) -> Self {
+        Self {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            unix_socket: None,
+            token,
+            root: None,
+            cors: CorsConfig::default(),
+            limits: Default::default(),
+        }
+    }
+}
+
+struct Inner {
+    config: ServerConfig,
+    started: Instant,
+    fs: fs::FsRoot,
+    processes: processes::ProcessManager,
+}
+
+/// State shared by every handler (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// Builds the state from a config.
+    pub fn new(config: ServerConfig) -> std::io::Result<Self> {
+        let fs = fs::FsRoot::new(config.root.clone())?;
+        let processes = processes::ProcessManager::new(config.limits.clone(), fs.clone());
+        Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes })))
+    }
+    /// The config the server started with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+    /// The file-system root (or none).
+    pub fn fs(&self) -> &fs::FsRoot {
+        &self.0.fs
+    }
+    /// The managed-process table.
+    pub fn processes(&self) -> &processes::ProcessManager {
+        &self.0.processes
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sbx-agent",
+        description = "The sbx in-sandbox runtime API. Every route but /v1/health needs `Authorization: Bearer <token>`. Errors are application/problem+json.",
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Health check: no auth.
+#[utoipa::path(get, path = "/v1/health", tag = "health", security(()),
+    responses((status = 200, description = "The runtime is up", body = Health)))]
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> ApiJson<Health> {
+    ApiJson(Health {
+        status: "ok".into(),
+        version: crate::VERSION.into(),
+        uptime_ms: state.0.started.elapsed().as_millis() as u64,
+        pid: std::process::id(),
+    })
+}
+
+/// The OpenAPI document of every route, generated from the handler types.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+        .merge(fs::router())
+        .merge(processes::router())
+        .merge(pty::router())
+}
+
+/// `GET /v1/openapi.json`.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This API's OpenAPI 3.1 document", content_type = "application/json", body = Object),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json")))]
+async fn openapi_json() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| openapi().to_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
+}
+
+/// Builds the full router (auth, CORS, problem rendering) for `state`.
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = api_router().split_for_parts();
+    let mut app = routes
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth_unless_health))
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .with_state(state.clone());
+    if let Some(cors) = cors_layer(&state.config().cors) {
+        app = app.layer(cors);
+    }
+    app
+}
+
+async fn auth_unless_health(
+    state: axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.uri().path() == "/v1/health" || req.method() == Method::OPTIONS {
+        return next.run(req).await;
+    }
+    auth::require_bearer(state, req, next).await
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}; see GET /v1/openapi.json for the API",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Errors produced outside our handlers (405 from the router, 413 from body limits) have no body; give
+/// them a problem document like every other error.
+async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !resp.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let kind = ProblemKind::from_status(status.as_u16());
+        let mut problem = Problem::new(kind, format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")));
+        problem.status = status.as_u16();
+        problem.instance = Some(path);
+        let mut out = error::problem_response(&problem);
+        *out.status_mut() = status;
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            if let Some(allow) = resp.headers().get(header::ALLOW) {
+                out.headers_mut().insert(header::ALLOW, allow.clone());
+            }
+        }
+        return out;
+    }
+    resp
+}
+
+fn cors_layer(cors: &CorsConfig) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if cors.allow_origins.is_empty() {
+        return None;
+    }
+    let mut layer = CorsLayer::new();
+    layer = if cors.allow_origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let origins: Vec<HeaderValue> =
+            cors.allow_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        layer.allow_origin(origins)
+    };
+    let methods: Vec<Method> = if cors.allow_methods.is_empty() {
+        vec![Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH]
+    } else {
+        cors.allow_methods.iter().filter_map(|m| m.parse().ok()).collect()
+    };
+    let headers: Vec<HeaderName> = if cors.allow_headers.is_empty() {
+        vec![header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE, HeaderName::from_static("last-event-id")]
+    } else {
+        cors.allow_headers.iter().filter_map(|h| h.parse().ok()).collect()
+    };
+    layer = layer.allow_methods(methods).allow_headers(headers);
+    if cors.allow_credentials {
+        layer = layer.allow_credentials(true);
+    }
+    Some(layer)
+}
+
+/// A server that is listening; dropping it does not stop it, call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    /// The bound TCP address, if any.
+    pub addr: Option<SocketAddr>,
+    /// The Unix socket path, if any.
+    pub unix_socket: Option<PathBuf>,
+    /// The state (tests use it to inspect processes).
+    pub state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Base URL of the TCP listener.
+    pub fn base_url(&self) -> Option<String> {
+        self.addr.map(|a| format!("http://{a}"))
+    }
+    /// Stops accepting, lets in-flight requests finish, and kills managed processes.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.state.processes().kill_all().await;
+        if let Some(p) = &self.unix_socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    /// Waits until the server stops (after SIGTERM/SIGINT when [`serve`] installed the handler).
+    pub async fn wait(self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+        self.shutdown().await;
+    }
+}
+
+/// Binds the listeners and starts serving in the background.
+pub async fn start(config: ServerConfig) -> std::io::Result<RunningServer> {
+    let state = AppState::new(config.clone())?;
+    let app = router(state.clone());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut addr = None;
+    if let Some(a) = config.addr {
+        let listener = tokio::net::TcpListener::bind(a).await?;
+        addr = Some(listener.local_addr()?);
+        let app = app.clone();
+        let mut rx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await
+        }));
+    }
+    if let Some(path) = &config.unix_socket {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // A stale socket from a previous run would make bind fail.
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path)?;
+        let mut rx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await
+        }));
+    }
+    if tasks.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "nothing to listen on: give a TCP address or --unix PATH",
+        ));
+    }
+    Ok(RunningServer { addr, unix_socket: config.unix_socket.clone(), state, shutdown: tx, tasks })
+}
+
+/// Starts the server and stops it cleanly on SIGTERM or SIGINT.
+pub async fn serve(config: ServerConfig) -> std::io::Result<()> {
+    let server = start(config).await?;
+    let tx = server.shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    server.wait().await;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("sbx {} (the coding-agent sandbox CLI, not Docker's sbx)", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! Sandbox providers behind one small trait.

@@ -1,0 +1,1 @@
+//! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
