@@ -20,3 +20,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The port the runtime listens on inside a sandbox unless told otherwise.
 pub const DEFAULT_PORT: u16 = 2468;
+
+/// Environment variables the runtime reads (also used by the host when starting it).
+pub mod server_env {
+    /// The bearer token.
+    pub const TOKEN: &str = "SBX_AGENT_TOKEN";
+    /// Send logs to stdout instead of files when set to anything but `0`.
+    pub const LOG_STDOUT: &str = "SBX_AGENT_LOG_STDOUT";
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub const LOG: &str = "SBX_AGENT_LOG";
+}

@@ -9,12 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use super::{CorsConfig, ServerConfig};
 use crate::api::process::ProcessLimits;
 
-/// Env var holding the bearer token (preferred over `--token`, which shows up in `ps`).
-pub const ENV_TOKEN: &str = "SBX_AGENT_TOKEN";
-/// Env var that sends logs to stdout instead of files.
-pub const ENV_LOG_STDOUT: &str = "SBX_AGENT_LOG_STDOUT";
-/// Env var with the log filter (tracing `EnvFilter` syntax).
-pub const ENV_LOG: &str = "SBX_AGENT_LOG";
+use crate::server_env::{LOG as ENV_LOG, LOG_STDOUT as ENV_LOG_STDOUT, TOKEN as ENV_TOKEN};
 
 #[derive(Parser, Debug)]
 #[command(

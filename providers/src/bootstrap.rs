@@ -1,0 +1,235 @@
+//! The generic runtime bootstrap, written once on top of [`Provider`]: upload the static `sbx-agent`,
+//! start it with a fresh random token, wait for `/v1/health` with backoff, and start it again when it
+//! stops answering.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sbx_agent::client::Client;
+
+use crate::{ByteStream, Endpoint, Error, ExecSpec, Provider, Result};
+
+/// Env var naming the runtime binary to upload (second place looked, after next to `sbx`).
+pub const ENV_RUNTIME: &str = "SBX_RUNTIME";
+/// File name of the runtime binary next to `sbx` and in the data dir.
+pub const RUNTIME_FILE_NAME: &str = "sbx-agent";
+
+/// Where and how the runtime runs inside one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeLayout {
+    /// Absolute path of the binary inside the sandbox.
+    pub binary_path: String,
+    /// Address the runtime binds inside the sandbox.
+    pub listen_host: String,
+    /// Port inside the sandbox.
+    pub port: u16,
+    /// Confine files and process cwd to this directory.
+    pub root: Option<String>,
+    /// Listen on this Unix socket (path inside the sandbox) instead of TCP.
+    pub unix_socket: Option<String>,
+    /// Extra env for the runtime process (e.g. where it keeps its state).
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for RuntimeLayout {
+    fn default() -> Self {
+        Self {
+            binary_path: "/usr/local/bin/sbx-agent".into(),
+            listen_host: "0.0.0.0".into(),
+            port: sbx_agent::DEFAULT_PORT,
+            root: None,
+            unix_socket: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A runtime that answers: where it is and the token it wants.
+#[derive(Debug, Clone)]
+pub struct RuntimeHandle {
+    /// Where the host reaches it.
+    pub endpoint: Endpoint,
+    /// Its bearer token (a secret: never print it).
+    pub token: String,
+}
+
+impl RuntimeHandle {
+    /// A client for this runtime.
+    pub fn client(&self) -> Result<Client> {
+        self.endpoint.client(Some(self.token.clone())).map_err(|e| Error::Runtime(e.to_string()))
+    }
+}
+
+/// Finds the static runtime binary on the host: next to the `sbx` executable, then `$SBX_RUNTIME`, then
+/// the data dir (`$XDG_DATA_HOME/sbx/sbx-agent`).
+pub fn locate_runtime() -> Result<PathBuf> {
+    let mut tried = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        let p = dir.join(RUNTIME_FILE_NAME);
+        if p.is_file() {
+            return Ok(p);
+        }
+        tried.push(p);
+    }
+    if let Some(p) = std::env::var_os(ENV_RUNTIME).map(PathBuf::from) {
+        if p.is_file() {
+            return Ok(p);
+        }
+        tried.push(p);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("sbx").join(RUNTIME_FILE_NAME));
+    if let Some(p) = data {
+        if p.is_file() {
+            return Ok(p);
+        }
+        tried.push(p);
+    }
+    let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+    Err(Error::Runtime(format!(
+        "binary not found (looked at: {}). Install it with install/install.sh, build it with \
+         install/build-runtime.sh, or point {ENV_RUNTIME} at a static x86_64 Linux sbx-agent",
+        tried.join(", ")
+    )))
+}
+
+/// A fresh random token (32 hex chars).
+pub fn fresh_token() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("OS random source");
+    hex::encode(b)
+}
+
+/// A tar stream holding the file at `path` as `name` (mode 0755), streamed from disk.
+pub async fn file_tar_stream(path: &Path, name: &str) -> Result<ByteStream> {
+    let file = tokio::fs::File::open(path).await.map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let len = file.metadata().await.map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name).map_err(|e| Error::io("tar header", e))?;
+    header.set_size(len);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let head = Bytes::copy_from_slice(header.as_bytes());
+    // Entry data is padded to 512 bytes, and the archive ends with two zero blocks.
+    let pad = (512 - (len % 512) as usize) % 512;
+    let tail = Bytes::from(vec![0u8; pad + 1024]);
+    let body = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let stream = futures::stream::once(async move { Ok(head) })
+        .chain(body)
+        .chain(futures::stream::once(async move { Ok(tail) }));
+    Ok(Box::pin(stream))
+}
+
+/// Waits until the runtime at `client` answers `/v1/health`, backing off from 5 ms up to 250 ms.
+pub async fn wait_healthy(client: &Client, timeout: Duration) -> Result<sbx_agent::api::Health> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(2), client.health()).await;
+        match attempt {
+            Ok(Ok(h)) => return Ok(h),
+            Ok(Err(e)) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Runtime(format!("did not become healthy within {} s: {e}", timeout.as_secs())))
+            }
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Timeout { op: "waiting for the runtime's /v1/health".into(), after: timeout })
+            }
+            _ => {}
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Uploads (unless the right version is already there), starts, and waits for the runtime.
+pub async fn bootstrap(
+    provider: &dyn Provider,
+    id: &str,
+    runtime_binary: &Path,
+    layout: &RuntimeLayout,
+) -> Result<RuntimeHandle> {
+    let token = fresh_token();
+    install(provider, id, runtime_binary, layout).await?;
+    start(provider, id, layout, &token).await?;
+    let endpoint = provider.endpoint(id, layout.port).await?;
+    let handle = RuntimeHandle { endpoint, token };
+    wait_healthy(&handle.client()?, Duration::from_secs(30)).await?;
+    Ok(handle)
+}
+
+/// Puts the binary at `layout.binary_path` unless a runtime of this version is already there (as in a
+/// template that has it preinstalled).
+pub async fn install(provider: &dyn Provider, id: &str, runtime_binary: &Path, layout: &RuntimeLayout) -> Result<()> {
+    let probe = provider.exec(id, &ExecSpec::new([layout.binary_path.as_str(), "--version"])).await;
+    if let Ok(out) = probe {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.exit_code == 0 && text.split_whitespace().nth(1) == Some(sbx_agent::VERSION) {
+            tracing::debug!(sandbox = id, "runtime {} already installed", sbx_agent::VERSION);
+            return Ok(());
+        }
+    }
+    let (dir, name) = layout
+        .binary_path
+        .rsplit_once('/')
+        .ok_or_else(|| Error::InvalidSpec(format!("runtime path `{}` is not absolute", layout.binary_path)))?;
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let stream = file_tar_stream(runtime_binary, name).await?;
+    provider.upload(id, stream, dir).await
+}
+
+/// Starts the runtime as a background daemon (`sbx-agent daemon start`, which reuses a healthy one).
+pub async fn start(provider: &dyn Provider, id: &str, layout: &RuntimeLayout, token: &str) -> Result<()> {
+    let mut argv = vec![layout.binary_path.clone(), "daemon".into(), "start".into()];
+    argv.extend(["--host".into(), layout.listen_host.clone(), "--port".into(), layout.port.to_string()]);
+    if let Some(root) = &layout.root {
+        argv.extend(["--root".into(), root.clone()]);
+    }
+    if let Some(sock) = &layout.unix_socket {
+        argv.extend(["--unix".into(), sock.clone()]);
+    }
+    let mut spec = ExecSpec::new(argv).env(sbx_agent::server_env::TOKEN, token);
+    for (k, v) in &layout.env {
+        spec.env.insert(k.clone(), v.clone());
+    }
+    spec.timeout = Some(Duration::from_secs(30));
+    let out = provider.exec(id, &spec).await?;
+    if out.exit_code != 0 {
+        return Err(Error::Runtime(format!(
+            "failed to start (exit {}): {}{}",
+            out.exit_code,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Returns a client for a runtime that answers, restarting it when three health checks in a row fail.
+pub async fn ensure_running(
+    provider: &dyn Provider,
+    id: &str,
+    handle: &RuntimeHandle,
+    layout: &RuntimeLayout,
+) -> Result<Client> {
+    let client = handle.client()?;
+    for attempt in 0..3 {
+        match tokio::time::timeout(Duration::from_secs(3), client.health()).await {
+            Ok(Ok(_)) => return Ok(client),
+            Ok(Err(e)) => tracing::debug!(attempt, error = %e, "health check failed"),
+            Err(_) => tracing::debug!(attempt, "health check timed out"),
+        }
+        if attempt < 2 {
+            tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await;
+        }
+    }
+    tracing::info!(sandbox = id, "runtime not answering; starting it again");
+    start(provider, id, layout, &handle.token).await?;
+    wait_healthy(&client, Duration::from_secs(30)).await?;
+    Ok(client)
+}

@@ -1,0 +1,1 @@
+//! `docker`: sandboxes are containers (via bollard).

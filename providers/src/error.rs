@@ -1,0 +1,100 @@
+//! Typed provider errors: each says what went wrong and what to do.
+
+use std::time::Duration;
+
+/// Provider result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in a provider.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No sandbox with that id.
+    #[error("sandbox `{sandbox}` not found")]
+    NotFound {
+        /// The id asked for.
+        sandbox: String,
+    },
+    /// The provider cannot do this.
+    #[error("{provider} does not support {op}")]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// The provider.
+        provider: &'static str,
+    },
+    /// Credentials missing or refused.
+    #[error("{provider}: authentication failed: {message}")]
+    Auth {
+        /// The provider.
+        provider: &'static str,
+        /// What happened and what to do (names the env var and `sbx auth login`).
+        message: String,
+    },
+    /// Throttled by the platform.
+    #[error("{provider}: rate limited{}", retry_after.map(|d| format!(" (retry after {} s)", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// The provider.
+        provider: &'static str,
+        /// How long the platform asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// The provider's service cannot be reached (e.g. Docker not running).
+    #[error("{provider} is not available: {message}")]
+    Unavailable {
+        /// The provider.
+        provider: &'static str,
+        /// What happened and how to fix it.
+        message: String,
+    },
+    /// The image or template does not exist.
+    #[error("image `{image}` not found: {hint}")]
+    ImageNotFound {
+        /// The image.
+        image: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The spec asks for something invalid.
+    #[error("invalid sandbox spec: {0}")]
+    InvalidSpec(String),
+    /// An operation took too long.
+    #[error("{op} timed out after {} s", after.as_secs())]
+    Timeout {
+        /// The operation.
+        op: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The runtime inside the sandbox did not come up or stopped answering.
+    #[error("the sbx-agent runtime {0}")]
+    Runtime(String),
+    /// Anything else the provider reported.
+    #[error("{provider}: {message}")]
+    Provider {
+        /// The provider.
+        provider: &'static str,
+        /// Its message.
+        message: String,
+    },
+    /// Local I/O.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// An I/O error with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+}
