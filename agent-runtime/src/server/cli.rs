@@ -32,6 +32,10 @@ enum Command {
         #[command(subcommand)]
         action: DaemonAction,
     },
+    /// Sleep forever: the keep-alive process of containers whose image has no `sleep` (used by the
+    /// Docker provider for scratch and distroless images; the real server is started next to it).
+    #[command(hide = true)]
+    Idle,
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,6 +241,10 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Daemon { action } => super::daemon::run(action_into(action)),
+        Command::Idle => loop {
+            // `park` may wake spuriously; SIGTERM (forwarded by the container's init) ends the process.
+            std::thread::park();
+        },
     }
 }
 
