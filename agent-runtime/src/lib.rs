@@ -30,3 +30,13 @@ pub mod server_env {
     /// Log filter (tracing `EnvFilter` syntax).
     pub const LOG: &str = "SBX_AGENT_LOG";
 }
+
+/// Whether process `pid` is alive. A zombie (exited, not yet reaped, e.g. after being re-parented to a
+/// PID 1 that does not reap) counts as dead, which `kill(pid, 0)` alone would not tell.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z" && s != "X"),
+        Err(_) => false,
+    }
+}

@@ -1,3 +1,20 @@
-fn main() {
-    println!("sbx {} (the coding-agent sandbox CLI, not Docker's sbx)", env!("CARGO_PKG_VERSION"));
+//! `sbx`: parse, dispatch, report. Everything else lives in the library modules.
+
+mod cli;
+mod commands;
+mod context;
+mod output;
+mod state;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    output::init_logging(cli.global.verbose);
+    let out = output::Output::new(&cli.global);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(commands::dispatch(cli.command, out.clone()));
+    // Background tasks (progress bars, HTTP connections) must not keep us alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    out.finish(result)
 }

@@ -16,8 +16,8 @@ pub const ENV_RUNTIME: &str = "SBX_RUNTIME";
 /// File name of the runtime binary next to `sbx` and in the data dir.
 pub const RUNTIME_FILE_NAME: &str = "sbx-agent";
 
-/// Where and how the runtime runs inside one sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how the runtime runs inside one sandbox (stored by the CLI to restart it later).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeLayout {
     /// Absolute path of the binary inside the sandbox.
     pub binary_path: String,
@@ -62,39 +62,65 @@ impl RuntimeHandle {
     }
 }
 
-/// Finds the static runtime binary on the host: next to the `sbx` executable, then `$SBX_RUNTIME`, then
-/// the data dir (`$XDG_DATA_HOME/sbx/sbx-agent`).
-pub fn locate_runtime() -> Result<PathBuf> {
-    let mut tried = Vec::new();
+/// Finds the runtime binary on the host: next to the `sbx` executable, then `$SBX_RUNTIME`, then the
+/// data dir (`$XDG_DATA_HOME/sbx/sbx-agent`). With `need_static` (every provider but `local`, whose
+/// processes run on the host), candidates that are dynamically linked are skipped: they would not run
+/// in an image without the host's libc.
+pub fn locate_runtime(need_static: bool) -> Result<PathBuf> {
+    let mut candidates = Vec::new();
     if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
-        let p = dir.join(RUNTIME_FILE_NAME);
-        if p.is_file() {
-            return Ok(p);
-        }
-        tried.push(p);
+        candidates.push(dir.join(RUNTIME_FILE_NAME));
     }
     if let Some(p) = std::env::var_os(ENV_RUNTIME).map(PathBuf::from) {
-        if p.is_file() {
-            return Ok(p);
-        }
-        tried.push(p);
+        candidates.push(p);
     }
     let data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .map(|d| d.join("sbx").join(RUNTIME_FILE_NAME));
-    if let Some(p) = data {
-        if p.is_file() {
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    if let Some(d) = data {
+        candidates.push(d.join("sbx").join(RUNTIME_FILE_NAME));
+    }
+    let mut tried = Vec::new();
+    for p in candidates {
+        if !p.is_file() {
+            tried.push(format!("{} (missing)", p.display()));
+        } else if need_static && !is_static_elf(&p) {
+            tried.push(format!("{} (dynamically linked)", p.display()));
+        } else {
             return Ok(p);
         }
-        tried.push(p);
     }
-    let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
     Err(Error::Runtime(format!(
         "binary not found (looked at: {}). Install it with install/install.sh, build it with \
          install/build-runtime.sh, or point {ENV_RUNTIME} at a static x86_64 Linux sbx-agent",
         tried.join(", ")
     )))
+}
+
+/// True when `path` is an ELF executable without a program interpreter (statically linked).
+pub fn is_static_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => n,
+        Err(_) => return false,
+    };
+    let head = &head[..n];
+    // 64-bit little-endian ELF only (the runtime is x86_64).
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(head[0x20..0x28].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..phnum).all(|i| {
+        let o = phoff + i * phentsize;
+        match head.get(o..o + 4) {
+            Some(b) => u32::from_le_bytes(b.try_into().expect("4 bytes")) != PT_INTERP,
+            None => false,
+        }
+    })
 }
 
 /// A fresh random token (32 hex chars).

@@ -29,6 +29,7 @@ const NAME: &str = "local";
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
     base: PathBuf,
+    runtime: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,7 +46,14 @@ struct Meta {
 impl LocalProvider {
     /// Sandboxes live under `base` (created when needed).
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        Self { base: base.into() }
+        Self { base: base.into(), runtime: None }
+    }
+
+    /// Runs the host's runtime binary at `path` in place instead of copying it into each sandbox
+    /// (processes run on the host anyway, so a copy buys nothing and costs time).
+    pub fn with_runtime(mut self, path: impl Into<PathBuf>) -> Self {
+        self.runtime = Some(path.into());
+        self
     }
 
     /// The directory of sandbox `id`.
@@ -300,7 +308,7 @@ impl Provider for LocalProvider {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             for _ in 0..100 {
-                if nix::sys::signal::kill(pid, None).is_err() {
+                if !sbx_agent::process_alive(pid.as_raw() as u32) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -319,7 +327,10 @@ impl Provider for LocalProvider {
         let meta = self.require(id).await?;
         let dir = self.sandbox_dir(id);
         Ok(RuntimeLayout {
-            binary_path: dir.join(".sbx/bin/sbx-agent").display().to_string(),
+            binary_path: match &self.runtime {
+                Some(p) => p.display().to_string(),
+                None => dir.join(".sbx/bin/sbx-agent").display().to_string(),
+            },
             listen_host: "127.0.0.1".into(),
             port: meta.runtime_port,
             root: Some(self.workspace_dir(id).display().to_string()),

@@ -49,7 +49,12 @@ impl TestRuntime {
         let mut config = ServerConfig::loopback(Some(token.clone()));
         tweak(&mut config);
         let server = sbx_agent::server::start(config).await.expect("start runtime");
-        let client = Client::new(&server.base_url().expect("tcp"), Some(token.clone())).expect("client");
+        let client = match (server.base_url(), &server.unix_socket) {
+            (Some(url), _) => Client::new(&url, Some(token.clone())),
+            (None, Some(sock)) => Client::unix(sock, Some(token.clone())),
+            (None, None) => unreachable!("start() refuses a config with no listener"),
+        }
+        .expect("client");
         Self { server, client, token, root: None }
     }
 

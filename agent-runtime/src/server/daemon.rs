@@ -64,10 +64,6 @@ fn write_record(rec: &DaemonRecord) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-fn pid_alive(pid: u32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
-}
-
 async fn healthy(host: IpAddr, port: u16) -> Option<crate::api::Health> {
     let host = if host.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { host };
     let url = match host {
@@ -101,7 +97,7 @@ fn start(args: ServerArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(rec) = read_record(args.host, args.port) {
-        if pid_alive(rec.pid) && block_on(healthy(args.host, args.port)).is_some_and(|h| h.pid == rec.pid) {
+        if crate::process_alive(rec.pid) && block_on(healthy(args.host, args.port)).is_some_and(|h| h.pid == rec.pid) {
             println!(
                 "sbx-agent daemon already running on {}:{} (pid {}, version {}); reusing it",
                 rec.host, rec.port, rec.pid, rec.version
@@ -210,11 +206,11 @@ fn stop(t: DaemonTarget) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let pid = nix::unistd::Pid::from_raw(rec.pid as i32);
-    if pid_alive(rec.pid) {
+    if crate::process_alive(rec.pid) {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let gone = (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(25));
-            !pid_alive(rec.pid)
+            !crate::process_alive(rec.pid)
         });
         if !gone {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -227,7 +223,7 @@ fn stop(t: DaemonTarget) -> ExitCode {
 
 fn status(t: DaemonTarget) -> ExitCode {
     let rec = read_record(t.host, t.port);
-    let health = rec.as_ref().filter(|r| pid_alive(r.pid)).and_then(|_| block_on(healthy(t.host, t.port)));
+    let health = rec.as_ref().filter(|r| crate::process_alive(r.pid)).and_then(|_| block_on(healthy(t.host, t.port)));
     let running = health.is_some();
     if t.json {
         let v = serde_json::json!({ "running": running, "record": rec, "health": health });

@@ -1,0 +1,85 @@
+//! The command line, declared with clap derive. Global flags live here once; each subcommand's own
+//! flags live next to its implementation in `commands/`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// sbx — a sandbox for your coding agent, on any provider.
+#[derive(Parser, Debug)]
+#[command(
+    name = "sbx",
+    version = concat!(env!("CARGO_PKG_VERSION"), " — the coding-agent sandbox CLI (not Docker's `sbx`)"),
+    about = "A sandbox for your coding agent on any provider: local, docker, e2b, daytona, vercel, modal.",
+    long_about = None,
+    after_help = "Examples:\n  sbx up --provider local --name dev          # a sandbox, no Docker or cloud needed\n  sbx exec dev -- git status                  # run a command in it\n  sbx shell dev                               # an interactive terminal\n  sbx down dev                                # destroy it\n\nDocs: docs/ in the repository; `sbx <command> --help` for each command.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Print machine-readable JSON on stdout (errors too).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Less output (repeat for none).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// When to use colour and progress bars.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// `--color`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a sandbox and start the runtime in it.
+    Up(commands::up::UpArgs),
+    /// List sandboxes (local state merged with the providers' own listings).
+    #[command(alias = "list")]
+    Ls(commands::ls::LsArgs),
+    /// Show one sandbox and whether its runtime answers.
+    Status(commands::status::StatusArgs),
+    /// Run a command in a sandbox; its exit code becomes sbx's.
+    Exec(commands::exec::ExecArgs),
+    /// Open an interactive terminal in a sandbox.
+    Shell(commands::shell::ShellArgs),
+    /// Files in a sandbox: ls, cat, put, get, rm, mkdir, mv.
+    Fs(commands::fs::FsArgs),
+    /// Copy files or directories between the host and a sandbox (`NAME:/path` on either side).
+    Cp(commands::fs::CpArgs),
+    /// Show the runtime's log.
+    Logs(commands::logs::LogsArgs),
+    /// Pause a sandbox (keeps its state).
+    Pause(commands::lifecycle::NameArgs),
+    /// Resume a paused sandbox.
+    Resume(commands::lifecycle::NameArgs),
+    /// Destroy sandboxes.
+    #[command(alias = "rm")]
+    Down(commands::lifecycle::DownArgs),
+    /// Destroy sbx sandboxes that are orphaned or past their ttl.
+    Gc(commands::gc::GcArgs),
+    /// Print a shell completion script.
+    Completions(commands::completions::CompletionsArgs),
+}

@@ -1,0 +1,41 @@
+//! One file per subcommand.
+
+pub mod completions;
+pub mod exec;
+pub mod fs;
+pub mod gc;
+pub mod lifecycle;
+pub mod logs;
+pub mod ls;
+pub mod shell;
+pub mod status;
+pub mod up;
+
+use anyhow::Result;
+
+use crate::cli::Command;
+use crate::context::Ctx;
+use crate::output::{Exit, Output};
+
+/// Runs one subcommand.
+pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
+    if let Command::Completions(a) = &cmd {
+        return completions::run(a);
+    }
+    let ctx = Ctx::open(out)?;
+    match cmd {
+        Command::Up(a) => up::run(&ctx, a).await,
+        Command::Ls(a) => ls::run(&ctx, a).await,
+        Command::Status(a) => status::run(&ctx, a).await,
+        Command::Exec(a) => exec::run(&ctx, a).await,
+        Command::Shell(a) => shell::run(&ctx, a).await,
+        Command::Fs(a) => fs::run_fs(&ctx, a).await,
+        Command::Cp(a) => fs::run_cp(&ctx, a).await,
+        Command::Logs(a) => logs::run(&ctx, a).await,
+        Command::Pause(a) => lifecycle::pause(&ctx, a, true).await,
+        Command::Resume(a) => lifecycle::pause(&ctx, a, false).await,
+        Command::Down(a) => lifecycle::down(&ctx, a).await,
+        Command::Gc(a) => gc::run(&ctx, a).await,
+        Command::Completions(_) => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,272 @@
+//! `sbx up`: create a sandbox, put the runtime in it, start it, wait until it answers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use sbx_providers::bootstrap;
+use sbx_providers::{labels, Labels, Network, Provider, SandboxSpec};
+
+use crate::context::{provider, Ctx};
+use crate::output::{usage, Exit, Interrupted};
+use crate::state::now_secs;
+
+/// `sbx up` flags.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  sbx up --provider local --name dev\n  sbx up --provider docker --name box --cpus 2 --memory 2g --env FOO=bar\n  sbx up --provider docker --network none      # no network; the runtime is reached over a Unix socket\n  sbx up --provider docker --ttl 2h            # `sbx gc` removes it after two hours")]
+pub struct UpArgs {
+    /// Where to create it.
+    #[arg(short, long, default_value = "local", env = "SBX_PROVIDER")]
+    pub provider: String,
+    /// Its name (letters, digits, `-`, `_`; default: generated).
+    #[arg(short, long)]
+    pub name: Option<String>,
+    /// Image or template (default: sbx's base image).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// An environment variable for everything in the sandbox (repeatable).
+    #[arg(short, long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file of K=V lines.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// CPU limit in cores (e.g. 1.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Memory limit (e.g. 512m, 2g).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Network: `bridge` (default) or `none`.
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "none"])]
+    pub network: String,
+    /// Expose another port of the sandbox (repeatable).
+    #[arg(long = "port")]
+    pub ports: Vec<u16>,
+    /// A label (repeatable).
+    #[arg(short, long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// How long it may live (e.g. 30m, 2h, 1d); `sbx gc` removes it afterwards.
+    #[arg(long)]
+    pub ttl: Option<String>,
+}
+
+/// Checks a sandbox name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "bad sandbox name `{name}`: use 1-63 letters, digits, `-` or `_`, starting with a letter or digit"
+        )))
+    }
+}
+
+fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(usage(format!("bad {what} `{s}`: expected KEY=VALUE"))),
+    }
+}
+
+/// Parses `30s`, `15m`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| usage(format!("bad duration `{s}`: use e.g. 90s, 30m, 2h, 1d")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(usage(format!("bad duration `{s}`: use e.g. 90s, 30m, 2h, 1d"))),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses `512m`, `2g`, `1024` (MiB).
+pub fn parse_memory_mb(s: &str) -> Result<u64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches('b').trim_end_matches('i');
+    let (num, mult) = match lower.chars().last() {
+        Some('g') => (&lower[..lower.len() - 1], 1024),
+        Some('m') => (&lower[..lower.len() - 1], 1),
+        _ => (lower, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| usage(format!("bad memory `{s}`: use e.g. 512m or 2g")))?;
+    Ok(n * mult)
+}
+
+fn read_env_file(path: &PathBuf, env: &mut BTreeMap<String, String>) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--env-file {}: {e}", path.display())))?;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (k, v) = parse_kv(line, "line")
+            .map_err(|e| usage(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        let v = v.trim_matches('"').to_owned();
+        env.insert(k, v);
+    }
+    Ok(())
+}
+
+/// The spec `sbx up` asks the provider for, from the flags.
+fn build_spec(a: &UpArgs, name: &str, run_id: &str) -> Result<(SandboxSpec, Option<u64>)> {
+    let mut env = BTreeMap::new();
+    for f in &a.env_file {
+        read_env_file(f, &mut env)?;
+    }
+    for e in &a.env {
+        let (k, v) = parse_kv(e, "--env")?;
+        env.insert(k, v);
+    }
+    let mut user_labels = Labels::new();
+    for l in &a.labels {
+        let (k, v) = parse_kv(l, "--label")?;
+        if k.starts_with("dev.sbx.") {
+            return Err(usage(format!("label `{k}` is reserved for sbx")));
+        }
+        user_labels.insert(k, v);
+    }
+    let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
+    let expires_at = ttl.map(|t| now_secs() + t.as_secs());
+    let mut lbl = user_labels;
+    lbl.insert(labels::MANAGED.into(), "true".into());
+    lbl.insert(labels::NAME.into(), name.into());
+    lbl.insert(labels::RUN_ID.into(), run_id.into());
+    lbl.insert(labels::CREATOR_PID.into(), std::process::id().to_string());
+    lbl.insert(labels::CREATOR_HOST.into(), hostname());
+    if let Some(e) = expires_at {
+        lbl.insert(labels::EXPIRES_AT.into(), e.to_string());
+    }
+    if a.cpus.is_some_and(|c| c <= 0.0) {
+        return Err(usage("--cpus must be positive"));
+    }
+    let spec = SandboxSpec {
+        name: name.into(),
+        image: a.image.clone(),
+        env,
+        labels: lbl,
+        cpus: a.cpus,
+        memory_mb: a.memory.as_deref().map(parse_memory_mb).transpose()?,
+        network: if a.network == "none" { Network::None } else { Network::Bridge },
+        ports: a.ports.clone(),
+        ttl,
+    };
+    Ok((spec, expires_at))
+}
+
+/// This machine's host name (for labels).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Runs `sbx up`.
+pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
+    let name = a.name.clone().unwrap_or_else(|| format!("sbx-{}", &bootstrap::fresh_token()[..6]));
+    validate_name(&name)?;
+    if a.provider == "local" && a.network == "none" {
+        return Err(usage("--network none needs an isolating provider (e.g. --provider docker): local processes run on the host"));
+    }
+    let run_id = bootstrap::fresh_token()[..12].to_owned();
+    let (spec, expires_at) = build_spec(&a, &name, &run_id)?;
+    let provider = provider(&a.provider).await?;
+    let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
+    if !ctx.state.reserve(&name, provider.name(), &run_id, &spec.labels, expires_at)? {
+        return Err(usage(format!("a sandbox named `{name}` already exists; pick another --name or `sbx down {name}`")));
+    }
+    if !provider.capabilities().isolated {
+        ctx.out.note("note: the local provider confines the file API to the sandbox directory, but commands run on this host as you (no isolation)");
+    }
+    let work = create_and_boot(ctx, provider.as_ref(), &spec, &runtime);
+    let outcome = tokio::select! {
+        r = work => r.map_err(Some),
+        _ = tokio::signal::ctrl_c() => Err(None),
+    };
+    match outcome {
+        Ok(id) => {
+            let rec = ctx.state.get(&name)?.context("state lost the sandbox")?;
+            if ctx.out.json {
+                ctx.out.json_value(&serde_json::json!({
+                    "name": name, "provider": provider.name(), "id": id, "endpoint": rec.endpoint, "expiresAt": expires_at,
+                }));
+            } else {
+                ctx.out.line(&name);
+                ctx.out.note(format!(
+                    "sandbox `{name}` is up on {}. Next:\n  sbx exec {name} -- <command>\n  sbx shell {name}\n  sbx down {name}",
+                    provider.name()
+                ));
+            }
+            Ok(Exit::Success)
+        }
+        Err(err) => {
+            // Interrupted or failed half-way: destroy whatever this run created, found by its label.
+            let cleanup = ctx.out.step("cleaning up the half-made sandbox");
+            let by_run = Labels::from([(labels::RUN_ID.to_owned(), run_id.clone())]);
+            if let Ok(found) = provider.list(&by_run).await {
+                for s in found {
+                    let _ = provider.destroy(&s.id).await;
+                }
+            }
+            if let Ok(Some(rec)) = ctx.state.get(&name) {
+                if !rec.id.is_empty() {
+                    let _ = provider.destroy(&rec.id).await;
+                }
+            }
+            ctx.state.remove(&name)?;
+            cleanup.done();
+            match err {
+                Some(e) => Err(e),
+                None => Err(Interrupted.into()),
+            }
+        }
+    }
+}
+
+async fn create_and_boot(ctx: &Ctx, provider: &dyn Provider, spec: &SandboxSpec, runtime: &std::path::Path) -> Result<String> {
+    let step = ctx.out.step(&format!("creating sandbox on {}", provider.name()));
+    let sandbox = match provider.create(spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            step.fail();
+            return Err(e.into());
+        }
+    };
+    ctx.state.set_id(&spec.name, &sandbox.id)?;
+    step.done();
+
+    let layout = provider.runtime_layout(&sandbox.id).await?;
+    let step = ctx.out.step("uploading the runtime");
+    if let Err(e) = bootstrap::install(provider, &sandbox.id, runtime, &layout).await {
+        step.fail();
+        return Err(e.into());
+    }
+    step.done();
+
+    let token = bootstrap::fresh_token();
+    let step = ctx.out.step("starting the runtime");
+    if let Err(e) = bootstrap::start(provider, &sandbox.id, &layout, &token).await {
+        step.fail();
+        return Err(e.into());
+    }
+    step.done();
+
+    let step = ctx.out.step("waiting until it is healthy");
+    let endpoint = provider.endpoint(&sandbox.id, layout.port).await?;
+    let handle = bootstrap::RuntimeHandle { endpoint, token };
+    if let Err(e) = bootstrap::wait_healthy(&handle.client()?, Duration::from_secs(60)).await {
+        step.fail();
+        return Err(e.into());
+    }
+    step.done();
+    ctx.state.set_ready(&spec.name, &handle.endpoint, &handle.token, &layout)?;
+    Ok(sandbox.id)
+}

@@ -1,0 +1,77 @@
+//! What every command needs: the state, the output mode, providers by name, and a runtime client for a
+//! named sandbox (restarting the runtime when it stopped answering).
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use sbx_agent::client::Client;
+use sbx_providers::local::LocalProvider;
+use sbx_providers::Provider;
+
+use crate::output::{usage, Output};
+use crate::state::{state_dir, SandboxRecord, State};
+
+/// Provider names the CLI accepts.
+pub const PROVIDERS: &[&str] = &["local", "docker", "e2b", "daytona", "vercel", "modal"];
+
+/// Shared command context.
+pub struct Ctx {
+    /// How to print.
+    pub out: Output,
+    /// Host state.
+    pub state: State,
+}
+
+impl Ctx {
+    /// Opens the state.
+    pub fn open(out: Output) -> Result<Self> {
+        Ok(Self { out, state: State::open_default()? })
+    }
+
+    /// A sandbox by name, or an error that says how to find names.
+    pub fn record(&self, name: &str) -> Result<SandboxRecord> {
+        self.state
+            .get(name)?
+            .ok_or_else(|| usage(format!("no sandbox named `{name}`; `sbx ls` lists them, `sbx up --name {name}` makes one")))
+    }
+
+    /// A client for the sandbox's runtime, restarting the runtime first if three health checks fail.
+    pub async fn client(&self, rec: &SandboxRecord) -> Result<Client> {
+        if rec.status != "ready" {
+            anyhow::bail!("sandbox `{}` is still being created (or its creation was interrupted; `sbx down {}` removes it)", rec.name, rec.name);
+        }
+        let provider = provider(&rec.provider).await?;
+        let handle = sbx_providers::bootstrap::RuntimeHandle {
+            endpoint: rec.endpoint.clone().context("no runtime endpoint recorded")?,
+            token: rec.token.clone().context("no runtime token recorded")?,
+        };
+        let layout = rec.layout.clone().unwrap_or_default();
+        let client = sbx_providers::bootstrap::ensure_running(provider.as_ref(), &rec.id, &handle, &layout)
+            .await
+            .with_context(|| format!("sandbox `{}`", rec.name))?;
+        Ok(client)
+    }
+}
+
+/// Where the local provider keeps sandboxes.
+pub fn local_base() -> std::path::PathBuf {
+    state_dir().join("local")
+}
+
+/// A provider by name; unknown names list the valid ones.
+pub async fn provider(name: &str) -> Result<Arc<dyn Provider>> {
+    match name {
+        "local" => {
+            let mut p = LocalProvider::new(local_base());
+            if let Ok(rt) = sbx_providers::bootstrap::locate_runtime(false) {
+                p = p.with_runtime(rt);
+            }
+            Ok(Arc::new(p))
+        }
+        "docker" => Err(usage("docker: wiring in progress")),
+        "e2b" | "daytona" | "vercel" | "modal" => Err(usage(format!(
+            "the `{name}` provider is not available in this build yet; use `local` or `docker`"
+        ))),
+        other => Err(usage(format!("unknown provider `{other}`; valid providers: {}", PROVIDERS.join(", ")))),
+    }
+}

@@ -1,0 +1,195 @@
+//! The host's record of sandboxes, runs and session events: SQLite in WAL mode at
+//! `$XDG_STATE_HOME/sbx/sbx.db`, created with mode 0600 because it holds runtime tokens.
+//!
+//! Two `sbx` processes may use it at once: WAL lets readers and one writer proceed, and a busy timeout
+//! makes a second writer wait instead of failing.
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use sbx_providers::bootstrap::RuntimeLayout;
+use sbx_providers::{Endpoint, Labels};
+use serde::{Deserialize, Serialize};
+
+/// The state directory: `$XDG_STATE_HOME/sbx` or `~/.local/state/sbx`.
+pub fn state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("sbx");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/state/sbx")
+}
+
+/// A sandbox sbx knows about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    /// The user's name for it.
+    pub name: String,
+    /// Provider name.
+    pub provider: String,
+    /// The provider's id (empty while creating).
+    pub id: String,
+    /// `creating`, `ready`.
+    pub status: String,
+    /// Where the runtime is.
+    pub endpoint: Option<Endpoint>,
+    /// The runtime's token (secret; never printed).
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+    /// How the runtime was laid out (to restart it).
+    pub layout: Option<RuntimeLayout>,
+    /// Labels put on it.
+    pub labels: Labels,
+    /// The run that made it.
+    pub run_id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds after which `sbx gc` may remove it.
+    pub expires_at: Option<u64>,
+}
+
+/// An open state database.
+pub struct State {
+    conn: Connection,
+}
+
+fn restrict(path: &Path) {
+    if path.exists() {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+impl State {
+    /// Opens (creating if needed) the default database.
+    pub fn open_default() -> Result<Self> {
+        Self::open(&state_dir().join("sbx.db"))
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let dir = path.parent().context("state path has no parent")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("create state dir {}", dir.display()))?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        // Create the file ourselves with 0600 so it is never briefly world-readable.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("create state file {}", path.display()))?;
+        let conn = Connection::open(path).with_context(|| format!("open state {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA).context("create state schema")?;
+        for suffix in ["", "-wal", "-shm"] {
+            restrict(&PathBuf::from(format!("{}{suffix}", path.display())));
+        }
+        Ok(Self { conn })
+    }
+
+    /// Reserves `name` for a sandbox being created; fails if the name is taken.
+    pub fn reserve(&self, name: &str, provider: &str, run_id: &str, labels: &Labels, expires_at: Option<u64>) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO sandboxes (name, provider, id, status, labels, run_id, created_at, expires_at)
+             VALUES (?1, ?2, '', 'creating', ?3, ?4, ?5, ?6)",
+            params![name, provider, serde_json::to_string(labels)?, run_id, now_secs() as i64, expires_at.map(|e| e as i64)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Records the provider id as soon as it is known (so Ctrl-C and gc can find it).
+    pub fn set_id(&self, name: &str, id: &str) -> Result<()> {
+        self.conn.execute("UPDATE sandboxes SET id = ?2 WHERE name = ?1", params![name, id])?;
+        Ok(())
+    }
+
+    /// Marks a sandbox ready with its runtime endpoint, token and layout.
+    pub fn set_ready(&self, name: &str, endpoint: &Endpoint, token: &str, layout: &RuntimeLayout) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sandboxes SET status = 'ready', endpoint = ?2, token = ?3, layout = ?4 WHERE name = ?1",
+            params![name, serde_json::to_string(endpoint)?, token, serde_json::to_string(layout)?],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a sandbox.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM sandboxes WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
+    /// One sandbox by name.
+    pub fn get(&self, name: &str) -> Result<Option<SandboxRecord>> {
+        self.conn
+            .query_row(&format!("{SELECT} WHERE name = ?1"), params![name], row_to_record)
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// All sandboxes, by name.
+    pub fn list(&self) -> Result<Vec<SandboxRecord>> {
+        let mut stmt = self.conn.prepare(&format!("{SELECT} ORDER BY name"))?;
+        let rows = stmt.query_map([], row_to_record)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+}
+
+const SELECT: &str =
+    "SELECT name, provider, id, status, endpoint, token, layout, labels, run_id, created_at, expires_at FROM sandboxes";
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRecord> {
+    let endpoint: Option<String> = r.get(4)?;
+    let layout: Option<String> = r.get(6)?;
+    let labels: String = r.get(7)?;
+    Ok(SandboxRecord {
+        name: r.get(0)?,
+        provider: r.get(1)?,
+        id: r.get(2)?,
+        status: r.get(3)?,
+        endpoint: endpoint.and_then(|e| serde_json::from_str(&e).ok()),
+        token: r.get(5)?,
+        layout: layout.and_then(|l| serde_json::from_str(&l).ok()),
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        run_id: r.get(8)?,
+        created_at: r.get::<_, i64>(9)? as u64,
+        expires_at: r.get::<_, Option<i64>>(10)?.map(|e| e as u64),
+    })
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sandboxes (
+    name TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    endpoint TEXT,
+    token TEXT,
+    layout TEXT,
+    labels TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS session_events (
+    sandbox TEXT NOT NULL,
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (sandbox, session, seq)
+);
+";

@@ -1,1 +1,0 @@
-//! `docker`: sandboxes are containers (via bollard).
