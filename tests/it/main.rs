@@ -1,1 +1,2 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
+mod fs;

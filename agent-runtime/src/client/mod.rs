@@ -15,6 +15,9 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{Health, Problem, ProblemKind};
 
+pub mod fs;
+pub use fs::{ByteStream, WriteOptions};
+
 /// What can go wrong talking to the runtime.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,12 +1,30 @@
 //! `/v1/fs/*`: files, confined to `--root` when one is set.
+//!
+//! - `entries.rs`: list, stat, delete, mkdir, move.
+//! - `file.rs`: read (with Range) and atomic write, both streamed.
+//! - `batch.rs` + `unpack.rs` + `pack.rs`: tar upload and download, streamed.
+//! - `confine.rs`: path resolution and the `--root` checks every handler goes through.
+//!
+//! File-system work runs on the blocking pool (`spawn_blocking` or `tokio::fs`), never on the async
+//! workers, because any call may stall on a slow disk or network mount.
 
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiResult, AppState};
+use crate::api::fs::{Entry, EntryKind};
 
+mod batch;
 pub(crate) mod confine;
+mod entries;
+mod file;
+mod pack;
+mod unpack;
 
 use confine::Follow;
 
@@ -49,10 +67,18 @@ impl FsRoot {
     /// operations on the entry itself: lstat, delete, rename).
     pub(crate) fn resolve_with(&self, path: &str, follow: Follow) -> Result<PathBuf, ApiError> {
         let full = self.lexical(path)?;
-        if let Some(root) = &self.root {
-            confine::check_links(root, &full, follow, path)?;
-        }
+        self.confine(&full, follow, path)?;
         Ok(full)
+    }
+
+    /// Checks an absolute, normalised path (one we computed, e.g. a symlink's target) against the root,
+    /// lexically and through symlinks; `shown` names it in errors. Blocking.
+    pub(crate) fn confine(&self, full: &Path, follow: Follow, shown: &str) -> Result<(), ApiError> {
+        match &self.root {
+            Some(root) if !full.starts_with(root) => Err(ApiError::outside_root(shown)),
+            Some(root) => confine::check_links(root, full, follow, shown),
+            None => Ok(()),
+        }
     }
 
     /// The normalised absolute path for `path`, checked lexically against the root; touches nothing.
@@ -69,4 +95,62 @@ impl FsRoot {
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(entries::list))
+        .routes(routes!(entries::stat))
+        .routes(routes!(entries::delete))
+        .routes(routes!(entries::mkdir))
+        .routes(routes!(entries::move_entry))
+        .routes(routes!(file::read, file::write))
+        .routes(routes!(batch::upload))
+        .routes(routes!(batch::download))
+}
+
+/// Runs file-system work on the blocking pool.
+pub(crate) async fn blocking<T, F>(f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> ApiResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("file-system task failed: {e}")))?
+}
+
+/// How a path is shown to clients.
+pub(crate) fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// The entry for `path` itself (a symlink is described, not followed). Blocking.
+pub(crate) fn entry_at(path: &Path) -> io::Result<Entry> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    };
+    let symlink_target = match kind {
+        EntryKind::Symlink => std::fs::read_link(path).ok().map(|t| display(&t)),
+        _ => None,
+    };
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
+    let name = path.file_name().map_or_else(|| display(path), |n| n.to_string_lossy().into_owned());
+    Ok(Entry {
+        name,
+        path: display(path),
+        kind,
+        size: meta.len(),
+        mode: meta.permissions().mode() & 0o7777,
+        modified,
+        symlink_target,
+    })
 }
