@@ -165,14 +165,18 @@ fn start(args: ServerArgs) -> ExitCode {
     };
     let pid = child.id();
     let up = block_on(async {
-        for _ in 0..200 {
+        // Back off from 2 ms: a local start is usually healthy within a few milliseconds.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_millis(2);
+        while tokio::time::Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 return false;
             }
             if healthy(args.host, args.port).await.is_some_and(|h| h.pid == pid) {
                 return true;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(50));
         }
         false
     });
