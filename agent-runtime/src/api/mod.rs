@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 pub mod fs;
 pub mod process;
+pub mod runtime_log;
 
 /// `GET /v1/health`: the one route that needs no token.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]

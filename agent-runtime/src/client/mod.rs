@@ -17,6 +17,7 @@ use crate::api::{Health, Problem, ProblemKind};
 
 pub mod fs;
 pub use fs::{ByteStream, WriteOptions};
+mod runtime_log;
 
 /// What can go wrong talking to the runtime.
 #[derive(Debug, thiserror::Error)]

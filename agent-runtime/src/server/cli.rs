@@ -170,8 +170,17 @@ impl ServerArgs {
                 allow_credentials: self.cors_allow_credentials,
             },
             limits,
+            log_file: (!log_to_stdout()).then(|| self.log_dir.clone().unwrap_or_else(default_log_dir).join(LOG_FILE)),
         })
     }
+}
+
+/// The runtime's log file name inside the log directory.
+pub const LOG_FILE: &str = "sbx-agent.log";
+
+/// Whether `SBX_AGENT_LOG_STDOUT` asks for logs on stdout instead of a file.
+fn log_to_stdout() -> bool {
+    std::env::var(ENV_LOG_STDOUT).map(|v| v != "0" && !v.is_empty()).unwrap_or(false)
 }
 
 /// The default log directory.
@@ -193,8 +202,7 @@ pub fn state_dir() -> PathBuf {
 fn init_logging(log_dir: Option<&PathBuf>, file_name: &str) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
-    let to_stdout = std::env::var(ENV_LOG_STDOUT).map(|v| v != "0" && !v.is_empty()).unwrap_or(false);
-    if to_stdout {
+    if log_to_stdout() {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).init();
         return None;
     }
@@ -229,7 +237,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let _guard = init_logging(args.log_dir.as_ref(), "sbx-agent.log");
+            let _guard = init_logging(args.log_dir.as_ref(), LOG_FILE);
             tracing::info!(version = crate::VERSION, addr = ?config.addr, unix = ?config.unix_socket, root = ?config.root, auth = config.token.is_some(), "starting");
             match runtime().block_on(super::serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,

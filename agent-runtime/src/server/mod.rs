@@ -24,6 +24,7 @@ pub mod error;
 pub mod fs;
 pub mod processes;
 pub mod pty;
+mod runtime_log;
 
 pub use error::{ApiError, ApiJson, ApiQuery, ApiResult};
 
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     pub cors: CorsConfig,
     /// Process limits at start-up (changeable over the API).
     pub limits: crate::api::process::ProcessLimits,
+    /// The file the runtime logs to, served by `GET /v1/runtime/logs` (`None`: logs go to stdout).
+    pub log_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -67,6 +70,7 @@ impl ServerConfig {
             root: None,
             cors: CorsConfig::default(),
             limits: Default::default(),
+            log_file: None,
         }
     }
 }
@@ -151,6 +155,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(fs::router())
         .merge(processes::router())
         .merge(pty::router())
+        .merge(runtime_log::router())
 }
 
 /// `GET /v1/openapi.json`.
@@ -343,6 +348,7 @@ pub async fn serve(config: ServerConfig) -> std::io::Result<()> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
         tracing::info!("shutting down");
+        runtime_log::shutting_down();
         let _ = tx.send(true);
     });
     server.wait().await;
