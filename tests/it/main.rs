@@ -1,2 +1,4 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
+mod conformance;
+mod docker;
 mod fs;
