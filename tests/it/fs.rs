@@ -359,6 +359,8 @@ async fn path_escapes_are_refused_and_create_nothing_outside() {
     assert_outside_root("tar symlink out then write through it", c.upload_tar_stream(".", tar_of(&evil)).await);
     let evil_rel = [symlink("k", "../outside"), file("k/pwned", b"x")];
     assert_outside_root("tar relative symlink out", c.upload_tar_stream(".", tar_of(&evil_rel)).await);
+    assert!(std::fs::symlink_metadata(j.root.join("l")).is_err(), "an outward symlink was unpacked");
+    assert!(std::fs::symlink_metadata(j.root.join("k")).is_err(), "an outward symlink was unpacked");
     // A link that stays inside is fine, but writing through the pre-existing outward link is not.
     assert_outside_root("tar file through on-disk link", c.upload_tar_stream(".", tar_of(&[file("out-dir/p", b"x")])).await);
     let chain = [symlink("hop", "out-dir"), file("hop/p", b"x")];
@@ -553,4 +555,20 @@ fn read_tar(data: &[u8]) -> BTreeMap<String, Item> {
         out.insert(name, item);
     }
     out
+}
+
+#[tokio::test]
+async fn big_bodies_refused_up_front_still_get_the_problem() {
+    // The runtime answers before reading the body; the client must see the 403/409, not a reset.
+    let j = Jail::new().await;
+    let c = &j.rt.client;
+    let body = || reqwest::Body::wrap_stream(futures::stream::iter(0..64u64).map(|i| Ok::<_, io::Error>(chunk(i))));
+    assert_outside_root("big write outside", c.write_stream("../outside/big", body(), WriteOptions::default()).await);
+    c.mkdir("dir", false).await.unwrap();
+    assert_eq!(status_of(c.write_stream("dir", body(), WriteOptions::default()).await), 409);
+    assert_outside_root("big tar outside", c.upload_tar_stream("../outside", body()).await);
+    // And the connection is still usable afterwards.
+    c.write_bytes("after", "ok", WriteOptions::default()).await.unwrap();
+    j.assert_nothing_outside();
+    j.rt.stop().await;
 }

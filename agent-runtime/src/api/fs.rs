@@ -121,6 +121,13 @@ pub struct UploadBatchResult {
     pub bytes: u64,
 }
 
+// Only for the OpenAPI document (`type: string, format: binary`); the handlers stream bodies and
+// never build one of these.
+/// Raw bytes.
+#[derive(Debug, Clone, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct BinaryBody(pub Vec<u8>);
+
 /// Parses permission bits given as octal digits: `644`, `0644`, `0o644`. Only the low 12 bits are
 /// accepted (no file-type bits).
 pub fn parse_mode(s: &str) -> Option<u32> {

@@ -14,22 +14,23 @@ use futures::TryStreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::{blocking, pack, unpack};
-use crate::api::fs::{PathQuery, UploadBatchResult};
+use super::{blocking, io_error, pack, unpack};
+use crate::api::fs::{BinaryBody, PathQuery, UploadBatchResult};
 use crate::api::Problem;
-use crate::server::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
+use crate::server::{ApiJson, ApiQuery, ApiResult, AppState};
 
 /// Chunks of tar output in flight between the packing thread and the socket.
 const DOWNLOAD_CHANNEL_DEPTH: usize = 8;
 
 /// Unpack a tar or tar.gz stream into a directory (created if missing).
 #[utoipa::path(post, path = "/v1/fs/upload-batch", tag = "fs", params(PathQuery),
-    request_body(content(("application/x-tar"), ("application/gzip")),
+    request_body(content((inline(BinaryBody) = "application/x-tar"), (inline(BinaryBody) = "application/gzip")),
         description = "A tar archive, optionally gzipped (detected by its magic bytes or the content type). \
             Files, directories and symlinks are unpacked; hard links, devices and FIFOs are refused."),
     responses(
         (status = 200, description = "What was unpacked", body = UploadBatchResult),
         (status = 400, description = "Bad query, not a tar archive, or an unsupported entry type", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The directory, an entry, or a symlink's target is outside the root (or an entry leaves the directory)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An entry would replace a directory with a file, or a parent is a file", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -54,16 +55,18 @@ pub(super) async fn upload(
 /// never followed; sockets, FIFOs and devices are left out.
 #[utoipa::path(get, path = "/v1/fs/download-batch", tag = "fs", params(PathQuery),
     responses(
-        (status = 200, description = "The tar stream; entry names are relative to the directory", body = [u8], content_type = "application/x-tar"),
+        (status = 200, description = "The tar stream; entry names are relative to the directory", body = inline(BinaryBody), content_type = "application/x-tar"),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The path is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file or directory", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A parent is not a directory", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn download(State(state): State<AppState>, ApiQuery(q): ApiQuery<PathQuery>) -> ApiResult<Response> {
     let fs = state.fs().clone();
     let src = blocking(move || {
         let path = fs.resolve(&q.path)?;
-        std::fs::metadata(&path).map_err(|e| ApiError::io(&q.path, e))?;
+        std::fs::metadata(&path).map_err(|e| io_error(&q.path, e))?;
         Ok(path)
     })
     .await?;

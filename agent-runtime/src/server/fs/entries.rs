@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::confine::Follow;
-use super::{blocking, display, entry_at, FsRoot};
+use super::{blocking, display, entry_at, io_error, FsRoot};
 use crate::api::fs::{DeleteQuery, Entry, EntryList, MkdirQuery, MoveRequest, PathQuery};
 use crate::api::Problem;
 use crate::server::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
@@ -17,6 +17,7 @@ use crate::server::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
     responses(
         (status = 200, description = "The directory's entries, sorted by name", body = EntryList),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The path is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such directory", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a directory", body = Problem, content_type = "application/problem+json"),
@@ -28,7 +29,7 @@ pub(super) async fn list(
     let fs = state.fs().clone();
     blocking(move || {
         let dir = fs.resolve(&q.path)?;
-        let entries = read_entries(&dir).map_err(|e| ApiError::io(&q.path, e))?;
+        let entries = read_entries(&dir).map_err(|e| io_error(&q.path, e))?;
         Ok(ApiJson(EntryList { path: display(&dir), entries }))
     })
     .await
@@ -53,14 +54,16 @@ fn read_entries(dir: &Path) -> io::Result<Vec<Entry>> {
     responses(
         (status = 200, description = "The entry", body = Entry),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The path is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Nothing at that path", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A parent is not a directory", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn stat(State(state): State<AppState>, ApiQuery(q): ApiQuery<PathQuery>) -> ApiResult<ApiJson<Entry>> {
     let fs = state.fs().clone();
     blocking(move || {
         let path = fs.resolve_with(&q.path, Follow::NotFinal)?;
-        entry_at(&path).map(ApiJson).map_err(|e| ApiError::io(&q.path, e))
+        entry_at(&path).map(ApiJson).map_err(|e| io_error(&q.path, e))
     })
     .await
 }
@@ -70,6 +73,7 @@ pub(super) async fn stat(State(state): State<AppState>, ApiQuery(q): ApiQuery<Pa
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The path is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Nothing at that path", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A non-empty directory without recursive=true, or the root itself", body = Problem, content_type = "application/problem+json"),
@@ -79,7 +83,7 @@ pub(super) async fn delete(State(state): State<AppState>, ApiQuery(q): ApiQuery<
     blocking(move || {
         let path = fs.resolve_with(&q.path, Follow::NotFinal)?;
         refuse_root(&fs, &path, &q.path, "delete")?;
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| ApiError::io(&q.path, e))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io_error(&q.path, e))?;
         let result = if !meta.is_dir() {
             std::fs::remove_file(&path)
         } else if q.recursive.unwrap_or(false) {
@@ -88,7 +92,7 @@ pub(super) async fn delete(State(state): State<AppState>, ApiQuery(q): ApiQuery<
         } else {
             std::fs::remove_dir(&path)
         };
-        result.map_err(|e| ApiError::io(&q.path, e))?;
+        result.map_err(|e| io_error(&q.path, e))?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
@@ -99,6 +103,7 @@ pub(super) async fn delete(State(state): State<AppState>, ApiQuery(q): ApiQuery<
     responses(
         (status = 200, description = "The directory (created, or already there with parents=true)", body = Entry),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The path is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The parent does not exist (pass parents=true)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Something already exists there", body = Problem, content_type = "application/problem+json"),
@@ -114,9 +119,9 @@ pub(super) async fn mkdir(State(state): State<AppState>, ApiQuery(q): ApiQuery<M
                 "the parent of `{}` does not exist; pass parents=true to create it",
                 q.path
             )),
-            _ => ApiError::io(&q.path, e),
+            _ => io_error(&q.path, e),
         })?;
-        entry_at(&path).map(ApiJson).map_err(|e| ApiError::io(&q.path, e))
+        entry_at(&path).map(ApiJson).map_err(|e| io_error(&q.path, e))
     })
     .await
 }
@@ -126,9 +131,12 @@ pub(super) async fn mkdir(State(state): State<AppState>, ApiQuery(q): ApiQuery<M
     responses(
         (status = 200, description = "The entry at its new path", body = Entry),
         (status = 400, description = "Bad JSON, or a directory moved into itself", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A path is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`from` does not exist, or `to`'s directory does not", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`to` exists (pass overwrite=true), or cannot be replaced", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The JSON body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn move_entry(
     State(state): State<AppState>,
@@ -140,7 +148,7 @@ pub(super) async fn move_entry(
         let to = fs.resolve_with(&req.to, Follow::NotFinal)?;
         refuse_root(&fs, &from, &req.from, "move")?;
         refuse_root(&fs, &to, &req.to, "replace")?;
-        std::fs::symlink_metadata(&from).map_err(|e| ApiError::io(&req.from, e))?;
+        std::fs::symlink_metadata(&from).map_err(|e| io_error(&req.from, e))?;
         if to.starts_with(&from) && to != from {
             return Err(ApiError::bad_request(format!("cannot move `{}` into itself (`{}`)", req.from, req.to)));
         }
@@ -156,9 +164,9 @@ pub(super) async fn move_entry(
                 "`{}` and `{}` are on different file systems; copy then delete instead",
                 req.from, req.to
             )),
-            _ => ApiError::io(&req.to, e),
+            _ => io_error(&req.to, e),
         })?;
-        entry_at(&to).map(ApiJson).map_err(|e| ApiError::io(&req.to, e))
+        entry_at(&to).map(ApiJson).map_err(|e| io_error(&req.to, e))
     })
     .await
 }

@@ -13,8 +13,8 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::confine::{self, Follow};
-use super::{blocking, entry_at, FsRoot};
-use crate::api::fs::{parse_mode, ByteRange, Entry, PathQuery, RangeRequest, WriteQuery};
+use super::{blocking, entry_at, io_error, FsRoot};
+use crate::api::fs::{BinaryBody, parse_mode, ByteRange, Entry, PathQuery, RangeRequest, WriteQuery};
 use crate::api::{Problem, ProblemKind};
 use crate::server::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
 
@@ -29,11 +29,12 @@ const DEFAULT_MODE: u32 = 0o644;
 #[utoipa::path(get, path = "/v1/fs/file", tag = "fs", params(PathQuery,
         ("Range" = Option<String>, Header, description = "One byte range: `bytes=a-b`, `bytes=a-` or `bytes=-n`")),
     responses(
-        (status = 200, description = "The whole file", body = [u8], content_type = "application/octet-stream",
+        (status = 200, description = "The whole file", body = inline(BinaryBody), content_type = "application/octet-stream",
             headers(("Accept-Ranges" = String, description = "`bytes`"), ("Content-Length" = u64, description = "Size in bytes"))),
-        (status = 206, description = "The requested range", body = [u8], content_type = "application/octet-stream",
+        (status = 206, description = "The requested range", body = inline(BinaryBody), content_type = "application/octet-stream",
             headers(("Content-Range" = String, description = "`bytes a-b/size`"), ("Content-Length" = u64, description = "Length of the range"))),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The path is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a regular file", body = Problem, content_type = "application/problem+json"),
@@ -50,7 +51,7 @@ pub(super) async fn read(
     let (file, size) = blocking(move || open_regular(&fs, &q.path)).await?;
     let range = headers.get(header::RANGE).map(|v| v.to_str().map_or(RangeRequest::Invalid, ByteRange::parse));
     let (first, last) = match range {
-        None | Some(RangeRequest::Ignore) => return Ok(stream_response(file, StatusCode::OK, 0, size, size).await?),
+        None | Some(RangeRequest::Ignore) => return stream_response(file, StatusCode::OK, 0, size, size).await,
         Some(RangeRequest::Invalid) => return Ok(unsatisfiable(size, &format!("the Range header of `{shown}` is malformed"))),
         Some(RangeRequest::One(r)) => match r.clamp(size) {
             Some(span) => span,
@@ -65,14 +66,14 @@ pub(super) async fn read(
 /// Opens `path` for reading if it is a regular file (a FIFO would block the open forever). Blocking.
 fn open_regular(fs: &FsRoot, shown: &str) -> ApiResult<(tokio::fs::File, u64)> {
     let path = fs.resolve(shown)?;
-    let meta = std::fs::metadata(&path).map_err(|e| ApiError::io(shown, e))?;
+    let meta = std::fs::metadata(&path).map_err(|e| io_error(shown, e))?;
     if meta.is_dir() {
         return Err(ApiError::conflict(format!("`{shown}` is a directory; list it with GET /v1/fs/entries")));
     }
     if !meta.is_file() {
         return Err(ApiError::conflict(format!("`{shown}` is not a regular file")));
     }
-    let file = std::fs::File::open(&path).map_err(|e| ApiError::io(shown, e))?;
+    let file = std::fs::File::open(&path).map_err(|e| io_error(shown, e))?;
     Ok((tokio::fs::File::from_std(file), meta.len()))
 }
 
@@ -116,10 +117,11 @@ fn unsatisfiable(size: u64, detail: &str) -> Response {
 /// Write a file atomically: the body streams to a temp file beside it, which is fsynced and renamed
 /// over the target, so readers see the old content or the new, never a mix.
 #[utoipa::path(put, path = "/v1/fs/file", tag = "fs", params(WriteQuery),
-    request_body(content = [u8], content_type = "application/octet-stream", description = "The new content (streamed)"),
+    request_body(content = inline(BinaryBody), content_type = "application/octet-stream", description = "The new content (streamed)"),
     responses(
         (status = 200, description = "The written file", body = Entry),
         (status = 400, description = "Bad query or mode, or the body broke off", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The path (or where its symlink points) is outside the root", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The directory does not exist (pass parents=true)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The path is a directory, or a parent is a file", body = Problem, content_type = "application/problem+json"),
@@ -141,12 +143,12 @@ pub(super) async fn write(
     let mut temp = TempFile { path: Some(prepared.temp.clone()) };
     let file = tokio::fs::File::from_std(prepared.file);
     copy_body(body, file, prepared.mode).await?;
-    tokio::fs::rename(&prepared.temp, &prepared.target).await.map_err(|e| ApiError::io(&q.path, e))?;
+    tokio::fs::rename(&prepared.temp, &prepared.target).await.map_err(|e| io_error(&q.path, e))?;
     temp.path = None;
     let target = prepared.target;
     blocking(move || {
         sync_dir(target.parent().unwrap_or(Path::new("/")));
-        entry_at(&target).map(ApiJson).map_err(|e| ApiError::io(&q.path, e))
+        entry_at(&target).map(ApiJson).map_err(|e| io_error(&q.path, e))
     })
     .await
 }
@@ -174,7 +176,7 @@ fn prepare_write(fs: &FsRoot, q: &WriteQuery, mode: Option<u32>) -> ApiResult<Pr
     let dir = target.parent().ok_or_else(|| ApiError::conflict(format!("`{}` is the root", q.path)))?;
     ensure_dir(dir, q.parents.unwrap_or(false), &q.path)?;
     let mode = mode.or(existing.map(|m| m.permissions().mode() & 0o7777)).unwrap_or(DEFAULT_MODE);
-    let (temp, file) = create_temp(dir).map_err(|e| ApiError::io(&q.path, e))?;
+    let (temp, file) = create_temp(dir).map_err(|e| io_error(&q.path, e))?;
     Ok(PreparedWrite { target, temp, file, mode })
 }
 
@@ -184,7 +186,7 @@ fn follow_links(path: &Path, shown: &str) -> ApiResult<PathBuf> {
     for _ in 0..40 {
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
-                let link = std::fs::read_link(&cur).map_err(|e| ApiError::io(shown, e))?;
+                let link = std::fs::read_link(&cur).map_err(|e| io_error(shown, e))?;
                 cur = confine::normalize(cur.parent().unwrap_or(Path::new("/")), &link);
             }
             _ => return Ok(cur),
@@ -199,12 +201,12 @@ fn ensure_dir(dir: &Path, parents: bool, shown: &str) -> ApiResult<()> {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(ApiError::conflict(format!("the parent of `{shown}` is not a directory"))),
         Err(e) if e.kind() == io::ErrorKind::NotFound && parents => {
-            std::fs::create_dir_all(dir).map_err(|e| ApiError::io(shown, e))
+            std::fs::create_dir_all(dir).map_err(|e| io_error(shown, e))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ApiError::not_found(format!(
             "the directory of `{shown}` does not exist; pass parents=true to create it"
         ))),
-        Err(e) => Err(ApiError::io(shown, e)),
+        Err(e) => Err(io_error(shown, e)),
     }
 }
 

@@ -116,6 +116,21 @@ where
         .map_err(|e| ApiError::internal(format!("file-system task failed: {e}")))?
 }
 
+/// Maps an I/O error on `shown` to a problem. Adds to [`ApiError::io`] the errno values that are the
+/// request's fault or the file system's state, not the runtime's (they would otherwise be a 500).
+pub(crate) fn io_error(shown: &str, err: io::Error) -> ApiError {
+    match err.raw_os_error() {
+        Some(libc::ENAMETOOLONG) => ApiError::bad_request(format!("`{shown}`: a name is too long")),
+        Some(libc::ELOOP) => ApiError::bad_request(format!("`{shown}`: too many levels of symbolic links")),
+        Some(libc::EINVAL) => ApiError::bad_request(format!("`{shown}`: {err}")),
+        Some(libc::EROFS | libc::EBUSY | libc::ETXTBSY | libc::EMLINK | libc::EPERM | libc::EACCES) => {
+            ApiError::conflict(format!("`{shown}`: {err}"))
+        }
+        Some(libc::EXDEV) => ApiError::conflict(format!("`{shown}` is on another file system: {err}")),
+        _ => ApiError::io(shown, err),
+    }
+}
+
 /// How a path is shown to clients.
 pub(crate) fn display(path: &Path) -> String {
     path.to_string_lossy().into_owned()

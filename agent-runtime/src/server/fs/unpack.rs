@@ -19,7 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use tar::EntryType;
 
 use super::confine::{self, Follow};
-use super::FsRoot;
+use super::{io_error, FsRoot};
 use crate::api::fs::UploadBatchResult;
 use crate::server::{ApiError, ApiResult};
 
@@ -51,9 +51,9 @@ struct Unpacker {
 impl Unpacker {
     fn new(fs: &FsRoot, shown: &str) -> ApiResult<Self> {
         let dest = fs.resolve(shown)?;
-        std::fs::create_dir_all(&dest).map_err(|e| ApiError::io(shown, e))?;
+        std::fs::create_dir_all(&dest).map_err(|e| io_error(shown, e))?;
         // Canonical, so that the prefix checks below compare like with like.
-        let dest = std::fs::canonicalize(&dest).map_err(|e| ApiError::io(shown, e))?;
+        let dest = std::fs::canonicalize(&dest).map_err(|e| io_error(shown, e))?;
         let root = fs.root().map(Path::to_path_buf);
         Ok(Self {
             boundary: root.clone().unwrap_or_else(|| dest.clone()),
@@ -159,7 +159,7 @@ impl Unpacker {
             .create_new(true) // O_EXCL: never follows a symlink someone slipped in since prepare_slot
             .mode(0o600)
             .open(target)
-            .map_err(|e| ApiError::io(shown, e))?;
+            .map_err(|e| io_error(shown, e))?;
         let written = match io::copy(data, &mut file) {
             Ok(n) => n,
             Err(e) => {
@@ -168,7 +168,7 @@ impl Unpacker {
                 return Err(bad_archive(e));
             }
         };
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777)).map_err(|e| ApiError::io(shown, e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777)).map_err(|e| io_error(shown, e))?;
         if let Some(secs) = mtime {
             // Best effort: a bogus mtime in the archive is not worth failing the upload for.
             let _ = file.set_modified(UNIX_EPOCH + Duration::from_secs(secs));
@@ -189,7 +189,7 @@ impl Unpacker {
                 }
             }
             Ok(_) => return Err(ApiError::conflict(format!("archive entry `{shown}` would replace a file"))),
-            Err(_) => std::fs::create_dir_all(target).map_err(|e| ApiError::io(shown, e))?,
+            Err(_) => std::fs::create_dir_all(target).map_err(|e| io_error(shown, e))?,
         }
         // The destination's own mode is the caller's business, not the archive's.
         if target != self.dest {
@@ -213,7 +213,7 @@ impl Unpacker {
             return Err(ApiError::bad_request(format!("archive entry `{shown}` would replace the directory")));
         }
         self.prepare_slot(target, shown)?;
-        std::os::unix::fs::symlink(link, target).map_err(|e| ApiError::io(shown, e))?;
+        std::os::unix::fs::symlink(link, target).map_err(|e| io_error(shown, e))?;
         self.done.entries += 1;
         Ok(())
     }
@@ -223,13 +223,13 @@ impl Unpacker {
     fn prepare_slot(&self, target: &Path, shown: &str) -> ApiResult<()> {
         self.confine(target, Follow::NotFinal, shown)?;
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| ApiError::io(shown, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| io_error(shown, e))?;
         }
         match std::fs::symlink_metadata(target) {
             Ok(m) if m.is_dir() => {
                 Err(ApiError::conflict(format!("archive entry `{shown}` would replace a directory")))
             }
-            Ok(_) => std::fs::remove_file(target).map_err(|e| ApiError::io(shown, e)),
+            Ok(_) => std::fs::remove_file(target).map_err(|e| io_error(shown, e)),
             Err(_) => Ok(()),
         }
     }
@@ -238,7 +238,7 @@ impl Unpacker {
     fn apply_dir_modes(&mut self) -> ApiResult<()> {
         for (dir, mode) in self.dir_modes.drain(..).rev() {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| ApiError::io(&dir.to_string_lossy(), e))?;
+                .map_err(|e| io_error(&dir.to_string_lossy(), e))?;
         }
         Ok(())
     }
