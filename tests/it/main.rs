@@ -2,3 +2,5 @@
 mod conformance;
 mod docker;
 mod fs;
+mod processes;
+mod pty;

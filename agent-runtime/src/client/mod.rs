@@ -17,7 +17,10 @@ use crate::api::{Health, Problem, ProblemKind};
 
 pub mod fs;
 pub use fs::{ByteStream, WriteOptions};
+mod process;
+pub use process::{FollowOptions, LogEvent, LogFollow, PtyEvent, PtyOptions, PtyReader, PtySession, PtyWriter};
 mod runtime_log;
+pub mod sse;
 
 /// What can go wrong talking to the runtime.
 #[derive(Debug, thiserror::Error)]
