@@ -364,6 +364,7 @@ pub struct LogsResponse {
 pub struct LogsQuery {
     /// `stdout`, `stderr` or `combined` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(inline)]
     pub stream: Option<LogStreamFilter>,
     /// Only the last N matching entries (of those kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]

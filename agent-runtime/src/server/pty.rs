@@ -42,8 +42,14 @@ const HANGUP_GRACE: Duration = Duration::from_secs(3);
 /// A deadline that never comes (a disarmed timer).
 const FAR_AWAY: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The frame schemas of the WebSocket protocol, which no route references directly.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(PtyClientMessage, PtyServerMessage)))]
+struct PtyDoc;
+
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(pty))
+    use utoipa::OpenApi as _;
+    OpenApiRouter::with_openapi(PtyDoc::openapi()).routes(routes!(pty))
 }
 
 /// Open a terminal: upgrade to a WebSocket attached to a program on a fresh PTY.
