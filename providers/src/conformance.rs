@@ -99,7 +99,11 @@ pub async fn lifecycle(provider: &dyn Provider, runtime: &Path, base: &SandboxSp
 async fn lifecycle_checks(provider: &dyn Provider, runtime: &Path, spec: &SandboxSpec, sandbox: &Sandbox) {
     let id = sandbox.id.as_str();
     assert_eq!(sandbox.provider, provider.name());
-    assert!(matches!(sandbox.state, SandboxState::Running | SandboxState::Creating), "state after create: {}", sandbox.state);
+    assert!(
+        matches!(sandbox.state, SandboxState::Running | SandboxState::Creating),
+        "state after create: {}",
+        sandbox.state
+    );
     for (k, v) in &spec.labels {
         assert_eq!(sandbox.labels.get(k), Some(v), "label {k} missing after create: {:?}", sandbox.labels);
     }
@@ -158,7 +162,10 @@ async fn lifecycle_checks(provider: &dyn Provider, runtime: &Path, spec: &Sandbo
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("a value|{dest}"));
         assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
     } else {
-        eprintln!("conformance: {} sandbox has no `sh`; upload contents and exec env/cwd not read back", provider.name());
+        eprintln!(
+            "conformance: {} sandbox has no `sh`; upload contents and exec env/cwd not read back",
+            provider.name()
+        );
     }
 
     // list by labels finds exactly this sandbox.
@@ -197,7 +204,8 @@ pub async fn parallel_creates(provider: &dyn Provider, base: &SandboxSpec, n: us
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), n, "ids must be distinct");
-        let mut listed: Vec<String> = provider.list(&tag_labels(&tag)).await.expect("list").into_iter().map(|s| s.id).collect();
+        let mut listed: Vec<String> =
+            provider.list(&tag_labels(&tag)).await.expect("list").into_iter().map(|s| s.id).collect();
         listed.sort_unstable();
         assert_eq!(listed, ids, "list finds every sandbox created");
     })

@@ -27,7 +27,11 @@ async fn provider(state: &Path) -> Option<DockerProvider> {
 /// Runs the docker CLI; returns (success, stdout, stderr).
 async fn docker(args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new("docker").args(args).output().await.expect("run docker");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 async fn inspect(id: &str) -> serde_json::Value {
@@ -36,12 +40,21 @@ async fn inspect(id: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&out).expect("inspect JSON")[0].clone()
 }
 
-/// Destroys the sandbox when dropped (so a failed assertion leaves no container behind).
+/// Removes the container when dropped (so a failed assertion leaves no container behind).
 struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = std::process::Command::new("docker").args(["rm", "-f", "-v", &self.0]).output();
+    }
+}
+
+/// Removes the image tag when dropped.
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["rmi", &self.0]).output();
     }
 }
 
@@ -135,6 +148,7 @@ async fn images_without_a_shell_are_kept_up_by_the_runtime_and_bootstrap() {
     // And an image with nothing at all: the provider puts the runtime in before starting it.
     let empty = format!("sbx-empty-{}:test", std::process::id());
     import_empty_image(&empty).await;
+    let _empty_guard = RemoveImage(empty.clone());
 
     for image in ["sbx-scratch:test", empty.as_str()] {
         let mut spec = SandboxSpec::named("shellless");
@@ -157,7 +171,6 @@ async fn images_without_a_shell_are_kept_up_by_the_runtime_and_bootstrap() {
         assert!(ok, "{err}");
         p.destroy(&sandbox.id).await.expect("destroy");
     }
-    let _ = docker(&["rmi", &empty]).await;
 }
 
 /// `docker-registry` serving on 127.0.0.1:`port`, stopped when dropped.
@@ -225,6 +238,8 @@ async fn a_missing_image_is_pulled_with_progress_per_layer() {
         vec!["push", &image],
         vec!["rmi", &image],
     ];
+    let _builder_guard = Cleanup(builder.clone());
+    let _image_guard = RemoveImage(image.clone());
     for args in steps {
         let (ok, _, err) = docker(&args).await;
         assert!(ok, "docker {}: {err}", args.join(" "));
@@ -248,7 +263,6 @@ async fn a_missing_image_is_pulled_with_progress_per_layer() {
     let cat = p.exec(&sandbox.id, &ExecSpec::new(["cat", "/marker"])).await.expect("cat");
     assert_eq!(String::from_utf8_lossy(&cat.stdout), marker, "the sandbox runs the pulled image");
     p.destroy(&sandbox.id).await.expect("destroy");
-    let _ = docker(&["rmi", &image]).await;
 
     // A pull that fails is ImageNotFound with a hint; sbx-base itself is never pulled.
     spec.image = Some(format!("127.0.0.1:{}/sbx-base:no-such-tag", registry.port));
@@ -338,4 +352,27 @@ async fn containers_that_are_not_sbx_are_left_alone() {
     assert!(exists, "destroy removed a container sbx did not make");
     let all = p.list(&Default::default()).await.expect("list");
     assert!(all.iter().all(|s| s.id != name), "list shows a foreign container");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_stopped_behind_our_back_resumes_and_its_runtime_restarts() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let Some(p) = provider(state.path()).await else { return };
+    let sandbox = p.create(&SandboxSpec::named("stopped")).await.expect("create");
+    let _guard = Cleanup(sandbox.id.clone());
+    let layout = p.runtime_layout(&sandbox.id).await.expect("layout");
+    let handle = bootstrap(&p, &sandbox.id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+    let (ok, _, err) = docker(&["stop", "-t", "5", &sandbox.id]).await;
+    assert!(ok, "{err}");
+    assert_eq!(p.get(&sandbox.id).await.expect("get").expect("exists").state, sbx_providers::SandboxState::Stopped);
+    p.resume(&sandbox.id).await.expect("resume starts it");
+    assert_eq!(p.get(&sandbox.id).await.expect("get").expect("exists").state, sbx_providers::SandboxState::Running);
+    // The published port may change with the restart: look it up again.
+    let handle = sbx_providers::bootstrap::RuntimeHandle {
+        endpoint: p.endpoint(&sandbox.id, layout.port).await.expect("endpoint"),
+        token: handle.token.clone(),
+    };
+    let client = sbx_providers::bootstrap::ensure_running(&p, &sandbox.id, &handle, &layout).await.expect("restart");
+    client.health().await.expect("health after restart");
+    p.destroy(&sandbox.id).await.expect("destroy");
 }

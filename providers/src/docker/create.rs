@@ -48,7 +48,8 @@ pub struct PullProgress {
 impl PullProgress {
     fn from_info(image: &str, info: CreateImageInfo) -> Self {
         let status = info.status.unwrap_or_default();
-        let image_wide = status.starts_with("Pulling from") || status.starts_with("Digest:") || status.starts_with("Status:");
+        let image_wide =
+            status.starts_with("Pulling from") || status.starts_with("Digest:") || status.starts_with("Status:");
         let detail = info.progress_detail.unwrap_or_default();
         Self {
             image: image.to_owned(),
@@ -81,7 +82,9 @@ impl DockerProvider {
             labels.entry(labels::NAME.into()).or_insert_with(|| spec.name.clone());
         }
         if let Some(ttl) = spec.ttl {
-            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + ttl.as_secs();
+            let at =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+                    + ttl.as_secs();
             labels.entry(labels::EXPIRES_AT.into()).or_insert_with(|| at.to_string());
         }
         // A random suffix can collide (1 in 65536 per pair): try a fresh one.
@@ -89,7 +92,9 @@ impl DockerProvider {
         loop {
             let name = fresh_name(&spec.name);
             match self.create_named(&name, &image, spec, &labels).await {
-                Err(Error::Provider { message, .. }) if message.contains("already in use") && attempt < 3 => attempt += 1,
+                Err(Error::Provider { message, .. }) if message.contains("already in use") && attempt < 3 => {
+                    attempt += 1
+                }
                 r => return r.map(|()| name),
             }
         }
@@ -99,6 +104,14 @@ impl DockerProvider {
         let sock_dir = match spec.network {
             Network::None => {
                 let dir = self.socket_dir(name);
+                // sun_path holds 108 bytes; say so now rather than when the runtime cannot bind.
+                let socket = dir.join(super::SOCKET_NAME);
+                if socket.as_os_str().len() > 104 {
+                    return Err(Error::InvalidSpec(format!(
+                        "the socket path {} is too long for a Unix socket; use a shorter state dir",
+                        socket.display()
+                    )));
+                }
                 create_private_dir(&dir).await?;
                 Some(dir)
             }
@@ -126,7 +139,8 @@ impl DockerProvider {
         let mut keep = cached.unwrap_or(KeepAlive::Sleep);
         self.create_raw(name, image, spec, labels, sock_dir, keep).await?;
         if cached.is_none() {
-            let has_sleep = self.path_exists(name, "/bin/sleep").await? || self.path_exists(name, "/usr/bin/sleep").await?;
+            let has_sleep =
+                self.path_exists(name, "/bin/sleep").await? || self.path_exists(name, "/usr/bin/sleep").await?;
             if !has_sleep {
                 tracing::debug!(image, "image has no sleep; keeping containers up with `sbx-agent idle`");
                 self.remove_quietly(name).await;

@@ -48,7 +48,9 @@ impl DockerProvider {
         let mut out = ExecOutput::default();
         while let Some(chunk) = output.next().await {
             match chunk.map_err(|e| map_err(e, name))? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => out.stdout.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    out.stdout.extend_from_slice(&message)
+                }
                 LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
                 LogOutput::StdIn { .. } => {}
             }

@@ -153,7 +153,10 @@ impl DockerProvider {
             Err(_) => {
                 return Err(Error::Unavailable {
                     provider: NAME,
-                    message: format!("the engine at {host} did not answer within {} s; {START_DOCKER_HINT}", PING_TIMEOUT.as_secs()),
+                    message: format!(
+                        "the engine at {host} did not answer within {} s; {START_DOCKER_HINT}",
+                        PING_TIMEOUT.as_secs()
+                    ),
                 })
             }
         };
@@ -260,7 +263,11 @@ impl Provider for DockerProvider {
     async fn list(&self, labels: &Labels) -> Result<Vec<Sandbox>> {
         let mut filter = vec![format!("{}=true", labels::MANAGED)];
         filter.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
-        let opts = ListContainersOptions { all: true, filters: HashMap::from([("label".to_owned(), filter)]), ..Default::default() };
+        let opts = ListContainersOptions {
+            all: true,
+            filters: HashMap::from([("label".to_owned(), filter)]),
+            ..Default::default()
+        };
         let found = self.docker.list_containers(Some(opts)).await.map_err(|e| map_err(e, ""))?;
         let mut out: Vec<Sandbox> = found.into_iter().map(from_summary).collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -289,7 +296,10 @@ impl Provider for DockerProvider {
                 .flatten()
                 .find(|m| m.destination.as_deref() == Some(SOCKET_DIR))
                 .and_then(|m| m.source.clone())
-                .ok_or_else(|| Error::Provider { provider: NAME, message: format!("`{id}` has no {SOCKET_DIR} mount") })?;
+                .ok_or_else(|| Error::Provider {
+                    provider: NAME,
+                    message: format!("`{id}` has no {SOCKET_DIR} mount"),
+                })?;
             let path = Path::new(&source).join(SOCKET_NAME);
             return Ok(Endpoint { transport: Transport::Unix { path }, headers: Vec::new() });
         }
@@ -316,9 +326,20 @@ impl Provider for DockerProvider {
         }
     }
 
+    /// Unpauses a paused container; also starts one that was stopped behind sbx's back (`docker stop`,
+    /// a host reboot), after which `bootstrap::ensure_running` starts the runtime again.
     async fn resume(&self, id: &str) -> Result<()> {
         let c = self.require(id).await?;
-        match self.docker.unpause_container(&container_name(&c, id)).await {
+        let name = container_name(&c, id);
+        let status = c.state.as_ref().and_then(|s| s.status).unwrap_or(ContainerStateStatusEnum::EMPTY);
+        if matches!(status, ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::CREATED) {
+            return self
+                .docker
+                .start_container(&name, None::<bollard::container::StartContainerOptions<String>>)
+                .await
+                .map_err(|e| map_err(e, id));
+        }
+        match self.docker.unpause_container(&name).await {
             Err(e) if status_of(&e) == Some(409) && e.to_string().contains("not paused") => Ok(()),
             r => r.map_err(|e| map_err(e, id)),
         }
@@ -408,7 +429,7 @@ fn from_inspect(c: ContainerInspectResponse) -> Sandbox {
         id,
         provider: NAME.into(),
         labels: config.labels.unwrap_or_default().into_iter().collect(),
-        state: state_of(&state.to_string()),
+        state: state_of(state.as_ref()),
         image: config.image,
         created_at: c.created.as_deref().and_then(parse_rfc3339),
     }
@@ -452,17 +473,26 @@ pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
 /// True when the engine could not be reached at all.
 fn is_connection_error(e: &bollard::errors::Error) -> bool {
     use bollard::errors::Error as B;
-    matches!(e, B::HyperLegacyError { .. } | B::IOError { .. } | B::SocketNotFoundError(_) | B::HyperResponseError { .. })
+    matches!(
+        e,
+        B::HyperLegacyError { .. } | B::IOError { .. } | B::SocketNotFoundError(_) | B::HyperResponseError { .. }
+    )
 }
 
 fn unavailable(host: &str, e: bollard::errors::Error) -> Error {
-    Error::Unavailable { provider: NAME, message: format!("cannot reach the Docker engine at {host} ({e}); {START_DOCKER_HINT}") }
+    Error::Unavailable {
+        provider: NAME,
+        message: format!("cannot reach the Docker engine at {host} ({e}); {START_DOCKER_HINT}"),
+    }
 }
 
 /// Converts an engine error about sandbox `id` at the trait boundary.
 pub(crate) fn map_err(e: bollard::errors::Error, id: &str) -> Error {
     if is_connection_error(&e) {
-        return Error::Unavailable { provider: NAME, message: format!("lost the Docker engine ({e}); {START_DOCKER_HINT}") };
+        return Error::Unavailable {
+            provider: NAME,
+            message: format!("lost the Docker engine ({e}); {START_DOCKER_HINT}"),
+        };
     }
     match &e {
         bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
