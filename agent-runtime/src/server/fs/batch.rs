@@ -24,7 +24,7 @@ const DOWNLOAD_CHANNEL_DEPTH: usize = 8;
 
 /// Unpack a tar or tar.gz stream into a directory (created if missing).
 #[utoipa::path(post, path = "/v1/fs/upload-batch", tag = "fs", params(PathQuery),
-    request_body(content((inline(BinaryBody) = "application/x-tar"), (inline(BinaryBody) = "application/gzip")),
+    request_body(content((inline(BinaryBody) = "application/x-tar"), (inline(BinaryBody) = "application/gzip"), (inline(BinaryBody) = "application/octet-stream")),
         description = "A tar archive, optionally gzipped (detected by its magic bytes or the content type). \
             Files, directories and symlinks are unpacked; hard links, devices and FIFOs are refused."),
     responses(
