@@ -12,7 +12,10 @@ bash install/test-deps.sh
 # shellcheck disable=SC1091
 . "${SBX_TEST_CACHE:-$HOME/.cache/sbx-test}/env.sh"
 
-step "build (debug, all targets)"
+# Build outside the clone so later runs on this machine reuse compiled dependencies.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SBX_TEST_CACHE/target}"
+
+step "build (debug, all targets) into $CARGO_TARGET_DIR"
 cargo build --locked --workspace --all-targets
 
 step "build the static runtime"
