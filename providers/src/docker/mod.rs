@@ -14,7 +14,7 @@
 //!
 //! - Container name (and sandbox id) `sbx-<name>-<4 random hex>`, image `sbx-base:latest` unless the
 //!   spec, [`DockerProvider::with_image`] or `SBX_DOCKER_IMAGE` says otherwise. Every container carries
-//!   the spec's labels plus [`labels::MANAGED`](crate::labels::MANAGED) (and `NAME`, and `EXPIRES_AT`
+//!   the spec's labels plus [`labels::MANAGED`] (and `NAME`, and `EXPIRES_AT`
 //!   when the spec has a ttl); containers without `MANAGED` are invisible to this provider: `get` says
 //!   `None`, the other operations say `NotFound`, `destroy` never touches them.
 //! - `init: true`: Docker's tini is PID 1 and reaps the runtime that `sbx-agent daemon start`
@@ -51,6 +51,18 @@
 //! The runtime runs as root in the container, so its socket is root's: the host user must be root or
 //! use rootless Docker (where container root is the host user). Docker Desktop cannot share Unix
 //! sockets through bind mounts.
+//!
+//! # Bootstrap channel and lifecycle
+//!
+//! - `exec`: an attached exec (env and cwd from the spec); the exit code comes from inspecting the
+//!   exec. On a timeout it returns [`Error::Timeout`], but the command goes on running: the engine has
+//!   no call to stop an exec.
+//! - `upload`: the tar stream goes straight into `PUT /archive`, never held whole in memory. Missing
+//!   parent directories of `dest` are made first with a small tar of directory entries, so no shell
+//!   is needed in the image.
+//! - `pause`/`resume` freeze and thaw the container's cgroup; `resume` also starts a container that was
+//!   stopped behind sbx's back (then `bootstrap::ensure_running` starts the runtime again). `destroy`
+//!   force-removes the container with its anonymous volumes and its socket directory.
 //!
 //! # Images
 //!
