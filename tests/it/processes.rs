@@ -492,3 +492,47 @@ async fn shutdown_ends_open_log_follows() {
     let _ = tokio::time::timeout(WAIT, reader).await;
     assert!(!alive(p.pid));
 }
+
+/// The client resumes a broken follow from the last entry it got (`Last-Event-ID`), against a fake
+/// server whose first stream ends before the exit event.
+#[tokio::test]
+async fn follow_logs_reconnects_and_resumes_after_the_last_entry() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let conns = Arc::new(AtomicUsize::new(0));
+    let seen = conns.clone();
+    let app = axum::Router::new().route(
+        "/v1/processes/{id}/logs",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let entry = |seq: u64, data: &str| {
+                    format!(
+                        "event: log\nid: {seq}\ndata: {{\"seq\":{seq},\"stream\":\"stdout\",\"data\":\"{data}\",\"timeMs\":0}}\n\n"
+                    )
+                };
+                let body = if n == 0 {
+                    entry(1, "a") // ...and the stream ends without an exit event
+                } else {
+                    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+                    assert_eq!(last, Some("1"), "the reconnect resumes after the last entry");
+                    let exit = r#"{"id":"proc_1","pid":1,"command":"x","args":[],"cwd":"/","status":"exited","exitCode":0,"signal":null,"startedAtMs":0,"exitedAtMs":1}"#;
+                    format!("{}event: exit\ndata: {exit}\n\n", entry(2, "b"))
+                };
+                ([("content-type", "text/event-stream")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Client::new(&format!("http://{addr}"), None).unwrap();
+    let events: Vec<LogEvent> =
+        client.follow_logs("proc_1", FollowOptions::default()).await.unwrap().map(Result::unwrap).collect().await;
+    let data: Vec<String> =
+        events.iter().filter_map(|e| if let LogEvent::Log(l) = e { Some(l.data.clone()) } else { None }).collect();
+    assert_eq!(data, vec!["a", "b"]);
+    assert!(matches!(events.last(), Some(LogEvent::Exit(i)) if i.exit_code == Some(0)));
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+}
