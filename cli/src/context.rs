@@ -68,7 +68,7 @@ pub async fn provider(name: &str) -> Result<Arc<dyn Provider>> {
             }
             Ok(Arc::new(p))
         }
-        "docker" => Err(usage("docker: wiring in progress")),
+        "docker" => Ok(Arc::new(sbx_providers::docker::DockerProvider::connect().await?)),
         "e2b" | "daytona" | "vercel" | "modal" => Err(usage(format!(
             "the `{name}` provider is not available in this build yet; use `local` or `docker`"
         ))),

@@ -1,4 +1,5 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
+mod auth;
 mod conformance;
 mod docker;
 mod fs;

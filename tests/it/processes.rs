@@ -482,7 +482,6 @@ async fn shutdown_kills_managed_processes() {
 /// `kill_all`, and a follow of a running process is an in-flight response until the process exits.
 /// Calling `kill_all` before awaiting the serve tasks fixes it (the follow then ends with its exit event).
 #[tokio::test]
-#[ignore = "needs RunningServer::shutdown to kill processes before waiting for in-flight responses"]
 async fn shutdown_ends_open_log_follows() {
     let rt = TestRuntime::start().await;
     let p = rt.client.start_process(&CreateProcessRequest::command("sleep", ["100"])).await.unwrap();

@@ -276,10 +276,12 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, and kills managed processes.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Kill processes first: a log follow stays in flight until its process exits, so waiting for
+        // in-flight responses before killing would wait for every followed process to end by itself.
+        self.state.processes().kill_all().await;
         for t in self.tasks {
             let _ = t.await;
         }
-        self.state.processes().kill_all().await;
         if let Some(p) = &self.unix_socket {
             let _ = std::fs::remove_file(p);
         }
