@@ -1,5 +1,6 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
 mod auth;
+mod cli;
 mod conformance;
 mod docker;
 mod fs;

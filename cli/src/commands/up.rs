@@ -13,6 +13,10 @@ use crate::context::{provider, Ctx};
 use crate::output::{usage, Exit, Interrupted};
 use crate::state::now_secs;
 
+/// Test hook: milliseconds `sbx up` waits between creating the sandbox and uploading the runtime, so
+/// tests can interrupt or kill it at that exact point (a local `up` is otherwise over in ~50 ms).
+pub const ENV_TEST_PAUSE_AFTER_CREATE: &str = "SBX_TEST_PAUSE_AFTER_CREATE_MS";
+
 /// `sbx up` flags.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  sbx up --provider local --name dev\n  sbx up --provider docker --name box --cpus 2 --memory 2g --env FOO=bar\n  sbx up --provider docker --network none      # no network; the runtime is reached over a Unix socket\n  sbx up --provider docker --ttl 2h            # `sbx gc` removes it after two hours")]
@@ -242,6 +246,9 @@ async fn create_and_boot(ctx: &Ctx, provider: &dyn Provider, spec: &SandboxSpec,
     };
     ctx.state.set_id(&spec.name, &sandbox.id)?;
     step.done();
+    if let Some(ms) = std::env::var(ENV_TEST_PAUSE_AFTER_CREATE).ok().and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 
     let layout = provider.runtime_layout(&sandbox.id).await?;
     let step = ctx.out.step("uploading the runtime");
