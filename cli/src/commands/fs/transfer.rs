@@ -91,8 +91,7 @@ pub async fn remote_kind(client: &Client, path: &str) -> Result<Option<(EntryKin
 
 /// Streams local file `local` (or stdin for `-`) to `remote`, keeping its permission bits.
 pub async fn upload_file(client: &Client, out: &Output, local: &Path, remote: &str, parents: bool) -> Result<Entry> {
-    let mut opts = WriteOptions::default();
-    opts.parents = parents;
+    let mut opts = WriteOptions { parents, ..WriteOptions::default() };
     if local == Path::new("-") {
         let body = reqwest::Body::wrap_stream(ReaderStream::new(tokio::io::stdin()));
         return Ok(client.write_stream(remote, body, opts).await?);
