@@ -525,3 +525,14 @@ pub enum PtyServerMessage {
         message: String,
     },
 }
+
+/// The data of one server-sent event of a followed log: a `log` event carries a [`LogEntry`], the final
+/// `exit` event the [`ProcessInfo`] of the exited process.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(untagged)]
+pub enum LogEventData {
+    /// `event: log`.
+    Log(LogEntry),
+    /// `event: exit`.
+    Exit(ProcessInfo),
+}

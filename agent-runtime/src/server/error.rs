@@ -97,12 +97,13 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let kind = match r.status().as_u16() {
-            415 => ProblemKind::UnsupportedMediaType,
-            413 => ProblemKind::PayloadTooLarge,
-            _ => ProblemKind::BadRequest,
-        };
-        Self::new(kind, r.body_text())
+        // A JSON route given another content type is a malformed request like any other (400), so every
+        // JSON route documents one status for "your body is wrong" rather than 400 and 415 both.
+        match r.status().as_u16() {
+            413 => Self::new(ProblemKind::PayloadTooLarge, r.body_text()),
+            415 => Self::bad_request(format!("{}; send `Content-Type: application/json`", r.body_text())),
+            _ => Self::bad_request(r.body_text()),
+        }
     }
 }
 
