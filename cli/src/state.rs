@@ -91,6 +91,19 @@ impl State {
         Ok(Self { conn })
     }
 
+    /// This database's id (made on first use), put on every sandbox as [`sbx_providers::labels::STATE_ID`].
+    pub fn instance_id(&self) -> Result<String> {
+        let existing: Option<String> =
+            self.conn.query_row("SELECT value FROM meta WHERE key = 'instance-id'", [], |r| r.get(0)).optional()?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let id = sbx_providers::bootstrap::fresh_token();
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance-id', ?1)", params![id])?;
+        // Another process may have won the race; read back whichever id stuck.
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = 'instance-id'", [], |r| r.get(0))?)
+    }
+
     /// Reserves `name` for a sandbox being created; fails if the name is taken.
     pub fn reserve(&self, name: &str, provider: &str, run_id: &str, labels: &Labels, expires_at: Option<u64>) -> Result<bool> {
         let n = self.conn.execute(
@@ -178,6 +191,10 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     run_id TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,

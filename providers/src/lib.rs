@@ -54,6 +54,9 @@ pub mod labels {
     pub const CREATOR_PID: &str = "dev.sbx.creator-pid";
     /// Host name of the machine that created it.
     pub const CREATOR_HOST: &str = "dev.sbx.creator-host";
+    /// Id of the host state database that records it (so `sbx gc` never takes another user's or another
+    /// `XDG_STATE_HOME`'s sandboxes for orphans).
+    pub const STATE_ID: &str = "dev.sbx.state-id";
 }
 
 /// Network access of a sandbox.

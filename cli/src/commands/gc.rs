@@ -2,8 +2,9 @@
 //! whose sandbox is gone.
 //!
 //! A sandbox is orphaned when it carries sbx's label, is not in this host's state (or only as a
-//! half-made `creating` row), and the `sbx` process that created it on this host is no longer alive.
-//! Sandboxes created on other hosts are left alone unless they are past their ttl.
+//! half-made `creating` row), was labelled with this state database's id, and the `sbx` process that
+//! created it on this host is no longer alive. Sandboxes of other hosts or other state databases are left
+//! alone unless they are past their ttl.
 
 use anyhow::Result;
 use clap::Args;
@@ -22,7 +23,12 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
-fn creator_dead(s: &Sandbox, this_host: &str) -> bool {
+fn creator_dead(s: &Sandbox, this_host: &str, state_id: &str) -> bool {
+    // Only sandboxes this state database would have recorded can be its orphans; others belong to
+    // another user or another XDG_STATE_HOME, whose own `sbx gc` decides.
+    if s.labels.get(labels::STATE_ID).is_some_and(|id| id != state_id) {
+        return false;
+    }
     let same_host = s.labels.get(labels::CREATOR_HOST).is_some_and(|h| h == this_host);
     let pid = s.labels.get(labels::CREATOR_PID).and_then(|p| p.parse::<u32>().ok());
     match (same_host, pid) {
@@ -34,14 +40,14 @@ fn creator_dead(s: &Sandbox, this_host: &str) -> bool {
 }
 
 /// Why `s` should go, if it should.
-fn reason(ctx: &Ctx, s: &Sandbox, this_host: &str) -> Option<&'static str> {
+fn reason(ctx: &Ctx, s: &Sandbox, this_host: &str, state_id: &str) -> Option<&'static str> {
     let now = now_secs();
     if s.labels.get(labels::EXPIRES_AT).and_then(|e| e.parse::<u64>().ok()).is_some_and(|e| e <= now) {
         return Some("past its ttl");
     }
     let recorded = ctx.state.list().ok()?.into_iter().find(|r| r.id == s.id);
     let ready = recorded.as_ref().is_some_and(|r| r.status == "ready");
-    if !ready && creator_dead(s, this_host) {
+    if !ready && creator_dead(s, this_host, state_id) {
         return Some("orphaned (its creator is gone)");
     }
     None
@@ -50,12 +56,13 @@ fn reason(ctx: &Ctx, s: &Sandbox, this_host: &str) -> Option<&'static str> {
 /// Runs `sbx gc`.
 pub async fn run(ctx: &Ctx, a: GcArgs) -> Result<Exit> {
     let this_host = super::up::hostname();
+    let state_id = ctx.state.instance_id()?;
     let listings = super::ls::provider_listings(ctx, None).await;
     let mut removed = Vec::new();
     for (prov, list) in &listings {
         let p = provider(prov).await?;
         for s in list {
-            let Some(why) = reason(ctx, s, &this_host) else { continue };
+            let Some(why) = reason(ctx, s, &this_host, &state_id) else { continue };
             let name = s.sbx_name().unwrap_or("-").to_owned();
             if !a.dry_run {
                 p.destroy(&s.id).await?;

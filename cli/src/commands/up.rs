@@ -123,7 +123,7 @@ fn read_env_file(path: &PathBuf, env: &mut BTreeMap<String, String>) -> Result<(
 }
 
 /// The spec `sbx up` asks the provider for, from the flags.
-fn build_spec(a: &UpArgs, name: &str, run_id: &str) -> Result<(SandboxSpec, Option<u64>)> {
+fn build_spec(a: &UpArgs, name: &str, run_id: &str, state_id: &str) -> Result<(SandboxSpec, Option<u64>)> {
     let mut env = BTreeMap::new();
     for f in &a.env_file {
         read_env_file(f, &mut env)?;
@@ -148,6 +148,7 @@ fn build_spec(a: &UpArgs, name: &str, run_id: &str) -> Result<(SandboxSpec, Opti
     lbl.insert(labels::RUN_ID.into(), run_id.into());
     lbl.insert(labels::CREATOR_PID.into(), std::process::id().to_string());
     lbl.insert(labels::CREATOR_HOST.into(), hostname());
+    lbl.insert(labels::STATE_ID.into(), state_id.into());
     if let Some(e) = expires_at {
         lbl.insert(labels::EXPIRES_AT.into(), e.to_string());
     }
@@ -181,7 +182,7 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
         return Err(usage("--network none needs an isolating provider (e.g. --provider docker): local processes run on the host"));
     }
     let run_id = bootstrap::fresh_token()[..12].to_owned();
-    let (spec, expires_at) = build_spec(&a, &name, &run_id)?;
+    let (spec, expires_at) = build_spec(&a, &name, &run_id, &ctx.state.instance_id()?)?;
     let provider = provider(&a.provider).await?;
     let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
     if !ctx.state.reserve(&name, provider.name(), &run_id, &spec.labels, expires_at)? {
