@@ -526,13 +526,15 @@ pub enum PtyServerMessage {
     },
 }
 
-/// The data of one server-sent event of a followed log: a `log` event carries a [`LogEntry`], the final
-/// `exit` event the [`ProcessInfo`] of the exited process.
+/// One server-sent event of a followed log, as it is on the wire. `data` is JSON text: a [`LogEntry`]
+/// when `event` is `log`, the exited process's [`ProcessInfo`] when `event` is `exit` (the last event).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(untagged)]
-pub enum LogEventData {
-    /// `event: log`.
-    Log(LogEntry),
-    /// `event: exit`.
-    Exit(ProcessInfo),
+pub struct LogSseEvent {
+    /// `log` or `exit`.
+    pub event: String,
+    /// The entry's seq (`log` events only); send it back as `Last-Event-ID` to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// JSON text of a LogEntry or ProcessInfo.
+    pub data: String,
 }

@@ -164,7 +164,7 @@ async fn delete_process(
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq (SSE reconnects)")),
     responses(
         (status = 200, description = "Entries as JSON, or a server-sent event stream when following",
-            content((LogsResponse = "application/json"), (crate::api::process::LogEventData = "text/event-stream"))),
+            content((LogsResponse = "application/json"), (crate::api::process::LogSseEvent = "text/event-stream"))),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
