@@ -14,6 +14,8 @@ pub mod api;
 pub mod client;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "client")]
+pub mod tar_pack;
 
 /// The runtime's version, reported by `/v1/health` and `sbx-agent --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

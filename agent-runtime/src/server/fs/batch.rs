@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::{blocking, io_error, pack, unpack};
+use super::{blocking, io_error, unpack};
 use crate::api::fs::{BinaryBody, PathQuery, UploadBatchResult};
 use crate::api::Problem;
 use crate::server::{ApiJson, ApiQuery, ApiResult, AppState};
@@ -71,7 +71,14 @@ pub(super) async fn download(State(state): State<AppState>, ApiQuery(q): ApiQuer
     })
     .await?;
     let (tx, rx) = tokio::sync::mpsc::channel(DOWNLOAD_CHANNEL_DEPTH);
-    tokio::task::spawn_blocking(move || pack::pack_to_channel(&src, tx));
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = crate::tar_pack::pack_to_channel(&src, tx) {
+            // A closed channel means the client went away; nothing to report to anyone.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                tracing::warn!(path = %src.display(), error = %e, "tar download failed");
+            }
+        }
+    });
     let mut resp = Body::from_stream(ReceiverStream::new(rx)).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     Ok(resp)

@@ -23,7 +23,6 @@ mod batch;
 pub(crate) mod confine;
 mod entries;
 mod file;
-mod pack;
 mod unpack;
 
 use confine::Follow;

@@ -1,12 +1,12 @@
 //! Moving bytes between the host and a runtime without holding them in memory: files as streamed
 //! request and response bodies, directories as tar streams packed and unpacked on the blocking pool.
 
-use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sbx_agent::api::fs::{Entry, EntryKind, UploadBatchResult};
@@ -17,7 +17,7 @@ use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::output::Output;
 
-/// Size of the chunks the tar packer hands to the upload body.
+/// Size of the chunks read from a local file for an upload body.
 const CHUNK: usize = 64 * 1024;
 /// Chunks in flight between the packer and the socket (back-pressure keeps memory flat).
 const DEPTH: usize = 8;
@@ -167,10 +167,7 @@ pub async fn to_stdout(stream: sbx_agent::client::ByteStream) -> Result<u64> {
 pub async fn upload_dir(client: &Client, out: &Output, local: &Path, remote: &str) -> Result<UploadBatchResult> {
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(DEPTH);
     let root = local.to_path_buf();
-    let packer = tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter { tx, buf: BytesMut::with_capacity(CHUNK) };
-        pack_dir(&root, &mut w).and_then(|()| w.flush())
-    });
+    let packer = tokio::task::spawn_blocking(move || sbx_agent::tar_pack::pack_to_channel(&root, tx));
     let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let bar = progress(out, &format!("uploading {}", local.display()), None);
     let uploaded = client.upload_tar_stream(remote, reqwest::Body::wrap_stream(counted(chunks, bar.clone()))).await;
@@ -182,65 +179,6 @@ pub async fn upload_dir(client: &Client, out: &Output, local: &Path, remote: &st
             Err(anyhow::Error::new(e).context(format!("cannot read `{}`", local.display())))
         }
         (_, r) => Ok(r?),
-    }
-}
-
-/// A directory's contents as tar, names relative to it, symlinks stored as links, special files
-/// skipped (the runtime refuses them), directories before their contents. Blocking.
-fn pack_dir<W: Write>(root: &Path, out: W) -> io::Result<()> {
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Complete);
-    let mut stack = children(root, Path::new(""))?;
-    while let Some((abs, rel)) = stack.pop() {
-        let ft = std::fs::symlink_metadata(&abs)?.file_type();
-        if ft.is_socket() || ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
-            tracing::info!(path = %abs.display(), "skipping special file");
-            continue;
-        }
-        builder.append_path_with_name(&abs, &rel)?;
-        if ft.is_dir() {
-            stack.extend(children(&abs, &rel)?);
-        }
-    }
-    builder.into_inner()?.flush()
-}
-
-/// `(absolute, archive name)` of `dir`'s entries, in reverse name order (they are popped off a stack).
-fn children(dir: &Path, rel: &Path) -> io::Result<Vec<(PathBuf, PathBuf)>> {
-    let mut names = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<Vec<_>>>()?;
-    names.sort_by(|a, b| b.cmp(a));
-    Ok(names.into_iter().map(|n| (dir.join(&n), rel.join(&n))).collect())
-}
-
-/// A `Write` that sends fixed-size chunks down a bounded channel (blocking when the socket is slow).
-struct ChannelWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    buf: BytesMut,
-}
-
-impl ChannelWriter {
-    fn send_buffered(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = self.buf.split().freeze();
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send_buffered()?;
-        }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.send_buffered()
     }
 }
 

@@ -1,4 +1,6 @@
-//! Packing a directory into a tar stream (blocking side of `GET /v1/fs/download-batch`).
+//! Packing a file or directory into a tar stream on a blocking thread, handed over chunk by chunk through
+//! a bounded channel. Used by the runtime's `GET /v1/fs/download-batch` and by `sbx cp` uploads, so both
+//! directions of a directory copy produce the same archive shape.
 
 use std::io::{self, Write};
 use std::os::unix::fs::FileTypeExt;
@@ -10,18 +12,19 @@ use tokio::sync::mpsc::Sender;
 /// Size of the chunks handed to the response body.
 const CHUNK: usize = 64 * 1024;
 
-/// Packs `src` into the channel as tar bytes. An error is sent down the channel too, so the response
-/// body fails (the client sees a broken transfer) instead of ending like a complete, shorter archive.
-pub(super) fn pack_to_channel(src: &Path, tx: Sender<io::Result<Bytes>>) {
+/// Packs `src` into the channel as tar bytes (blocking: call it on the blocking pool). An error is sent
+/// down the channel too, so a body built from the channel fails (the reader sees a broken transfer)
+/// instead of ending like a complete, shorter archive; it is also returned, so the caller can report
+/// it. A closed channel (the reader went away) is `BrokenPipe`.
+pub fn pack_to_channel(src: &Path, tx: Sender<io::Result<Bytes>>) -> io::Result<()> {
     let mut out = ChannelWriter { tx: tx.clone(), buf: BytesMut::with_capacity(CHUNK) };
     let result = pack(src, &mut out).and_then(|()| out.flush());
-    if let Err(e) = result {
-        // A closed channel means the client went away; nothing to report to anyone.
+    if let Err(e) = &result {
         if e.kind() != io::ErrorKind::BrokenPipe {
-            tracing::warn!(path = %src.display(), error = %e, "tar download failed");
-            let _ = tx.blocking_send(Err(e));
+            let _ = tx.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
         }
     }
+    result
 }
 
 /// Writes `src` as a tar archive: a directory's contents with names relative to it, or a single file
@@ -52,7 +55,7 @@ fn append_tree<W: Write>(builder: &mut tar::Builder<W>, root: &Path) -> io::Resu
         };
         let ft = meta.file_type();
         if ft.is_socket() || ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
-            tracing::debug!(path = %abs.display(), "skipping special file in tar download");
+            tracing::debug!(path = %abs.display(), "skipping special file in tar stream");
             continue;
         }
         match builder.append_path_with_name(&abs, &rel) {
@@ -95,7 +98,7 @@ impl ChannelWriter {
         let chunk = self.buf.split().freeze();
         self.tx
             .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client stopped reading"))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader of the tar stream went away"))
     }
 }
 
