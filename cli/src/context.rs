@@ -36,20 +36,25 @@ impl Ctx {
     }
 
     /// A client for the sandbox's runtime, restarting the runtime first if three health checks fail.
+    /// The provider (for Docker, a connection to the engine) is only opened when a restart is needed,
+    /// which keeps it off the path of every `sbx exec`.
     pub async fn client(&self, rec: &SandboxRecord) -> Result<Client> {
         if rec.status != "ready" {
             anyhow::bail!("sandbox `{}` is still being created (or its creation was interrupted; `sbx down {}` removes it)", rec.name, rec.name);
         }
-        let provider = provider(&rec.provider).await?;
         let handle = sbx_providers::bootstrap::RuntimeHandle {
             endpoint: rec.endpoint.clone().context("no runtime endpoint recorded")?,
             token: rec.token.clone().context("no runtime token recorded")?,
         };
+        let client = handle.client()?;
+        if sbx_providers::bootstrap::answers(&client).await {
+            return Ok(client);
+        }
+        let provider = provider(&rec.provider).await?;
         let layout = rec.layout.clone().unwrap_or_default();
-        let client = sbx_providers::bootstrap::ensure_running(provider.as_ref(), &rec.id, &handle, &layout)
+        sbx_providers::bootstrap::restart(provider.as_ref(), &rec.id, &handle, &layout)
             .await
-            .with_context(|| format!("sandbox `{}`", rec.name))?;
-        Ok(client)
+            .with_context(|| format!("sandbox `{}`", rec.name))
     }
 }
 

@@ -125,9 +125,7 @@ pub fn is_static_elf(path: &Path) -> bool {
 
 /// A fresh random token (32 hex chars).
 pub fn fresh_token() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("OS random source");
-    hex::encode(b)
+    crate::random_hex(16)
 }
 
 /// A tar stream holding the file at `path` as `name` (mode 0755), streamed from disk.
@@ -244,9 +242,18 @@ pub async fn ensure_running(
     layout: &RuntimeLayout,
 ) -> Result<Client> {
     let client = handle.client()?;
+    if answers(&client).await {
+        return Ok(client);
+    }
+    restart(provider, id, handle, layout).await
+}
+
+/// Whether the runtime answers `/v1/health` within three tries. Needs no provider, so callers can check
+/// this before paying for a control-plane connection.
+pub async fn answers(client: &Client) -> bool {
     for attempt in 0..3 {
         match tokio::time::timeout(Duration::from_secs(3), client.health()).await {
-            Ok(Ok(_)) => return Ok(client),
+            Ok(Ok(_)) => return true,
             Ok(Err(e)) => tracing::debug!(attempt, error = %e, "health check failed"),
             Err(_) => tracing::debug!(attempt, "health check timed out"),
         }
@@ -254,7 +261,13 @@ pub async fn ensure_running(
             tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await;
         }
     }
+    false
+}
+
+/// Starts the runtime again (with its old token, so recorded clients keep working) and waits for it.
+pub async fn restart(provider: &dyn Provider, id: &str, handle: &RuntimeHandle, layout: &RuntimeLayout) -> Result<Client> {
     tracing::info!(sandbox = id, "runtime not answering; starting it again");
+    let client = handle.client()?;
     start(provider, id, layout, &handle.token).await?;
     wait_healthy(&client, Duration::from_secs(30)).await?;
     Ok(client)

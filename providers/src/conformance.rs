@@ -40,9 +40,7 @@ pub async fn run_all(provider: &dyn Provider, runtime: &Path, base: &SandboxSpec
 
 /// A fresh random tag (8 hex chars).
 fn unique() -> String {
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).expect("OS random source");
-    hex::encode(b)
+    crate::random_hex(4)
 }
 
 fn spec_for(base: &SandboxSpec, name: &str, tag: &str) -> SandboxSpec {

@@ -294,6 +294,13 @@ pub trait Provider: fmt::Debug + Send + Sync {
     }
 }
 
+/// `bytes` random bytes from the OS source, as lowercase hex (twice as many characters).
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("OS random source");
+    hex::encode(b)
+}
+
 /// The label set that marks sandboxes as sbx's.
 pub fn managed_labels() -> Labels {
     Labels::from([(labels::MANAGED.to_owned(), "true".to_owned())])

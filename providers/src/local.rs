@@ -141,12 +141,11 @@ fn now_secs() -> u64 {
 /// A fresh id: the name plus a random suffix, so re-using a name never collides with a leftover.
 fn fresh_id(name: &str) -> String {
     let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
-    let mut b = [0u8; 4];
-    getrandom::fill(&mut b).expect("OS random source");
+    let suffix = crate::random_hex(4);
     if clean.is_empty() {
-        format!("sbx-{}", hex::encode(b))
+        format!("sbx-{suffix}")
     } else {
-        format!("{clean}-{}", hex::encode(b))
+        format!("{clean}-{suffix}")
     }
 }
 

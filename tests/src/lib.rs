@@ -11,9 +11,7 @@ use sbx_agent::server::{RunningServer, ServerConfig};
 
 /// A fresh random token (hex).
 pub fn random_token() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("getrandom");
-    hex::encode(b)
+    sbx_providers::bootstrap::fresh_token()
 }
 
 /// A runtime started inside the test process, with a client that has the right token.

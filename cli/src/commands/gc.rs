@@ -12,7 +12,7 @@ use sbx_providers::{labels, Sandbox};
 
 use crate::context::{provider, Ctx};
 use crate::output::Exit;
-use crate::state::now_secs;
+use crate::state::{now_secs, SandboxRecord};
 
 /// `sbx gc` flags.
 #[derive(Args, Debug)]
@@ -40,13 +40,12 @@ fn creator_dead(s: &Sandbox, this_host: &str, state_id: &str) -> bool {
 }
 
 /// Why `s` should go, if it should.
-fn reason(ctx: &Ctx, s: &Sandbox, this_host: &str, state_id: &str) -> Option<&'static str> {
+fn reason(records: &[SandboxRecord], s: &Sandbox, this_host: &str, state_id: &str) -> Option<&'static str> {
     let now = now_secs();
     if s.labels.get(labels::EXPIRES_AT).and_then(|e| e.parse::<u64>().ok()).is_some_and(|e| e <= now) {
         return Some("past its ttl");
     }
-    let recorded = ctx.state.list().ok()?.into_iter().find(|r| r.id == s.id);
-    let ready = recorded.as_ref().is_some_and(|r| r.status == "ready");
+    let ready = records.iter().any(|r| r.id == s.id && r.status == "ready");
     if !ready && creator_dead(s, this_host, state_id) {
         return Some("orphaned (its creator is gone)");
     }
@@ -58,15 +57,16 @@ pub async fn run(ctx: &Ctx, a: GcArgs) -> Result<Exit> {
     let this_host = super::up::hostname();
     let state_id = ctx.state.instance_id()?;
     let listings = super::ls::provider_listings(ctx, None).await;
+    let records = ctx.state.list()?;
     let mut removed = Vec::new();
     for (prov, list) in &listings {
         let p = provider(prov).await?;
         for s in list {
-            let Some(why) = reason(ctx, s, &this_host, &state_id) else { continue };
+            let Some(why) = reason(&records, s, &this_host, &state_id) else { continue };
             let name = s.sbx_name().unwrap_or("-").to_owned();
             if !a.dry_run {
                 p.destroy(&s.id).await?;
-                if let Some(rec) = ctx.state.list()?.into_iter().find(|r| r.id == s.id) {
+                if let Some(rec) = records.iter().find(|r| r.id == s.id) {
                     ctx.state.remove(&rec.name)?;
                 }
             }

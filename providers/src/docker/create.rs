@@ -283,12 +283,11 @@ fn fresh_name(name: &str) -> String {
         .take(24)
         .collect();
     let clean = clean.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    let mut b = [0u8; 2];
-    getrandom::fill(&mut b).expect("OS random source");
+    let suffix = crate::random_hex(2);
     if clean.is_empty() {
-        format!("sbx-{}", hex::encode(b))
+        format!("sbx-{suffix}")
     } else {
-        format!("sbx-{clean}-{}", hex::encode(b))
+        format!("sbx-{clean}-{suffix}")
     }
 }
 
