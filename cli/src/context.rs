@@ -65,6 +65,11 @@ pub fn local_base() -> std::path::PathBuf {
 
 /// A provider by name; unknown names list the valid ones.
 pub async fn provider(name: &str) -> Result<Arc<dyn Provider>> {
+    provider_with_pull_bars(name, None).await
+}
+
+/// A provider by name that draws image pulls (where it pulls images) with `bars`.
+pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<crate::output::LayerBars>>) -> Result<Arc<dyn Provider>> {
     match name {
         "local" => {
             let mut p = LocalProvider::new(local_base());
@@ -73,7 +78,13 @@ pub async fn provider(name: &str) -> Result<Arc<dyn Provider>> {
             }
             Ok(Arc::new(p))
         }
-        "docker" => Ok(Arc::new(sbx_providers::docker::DockerProvider::connect().await?)),
+        "docker" => {
+            let mut p = sbx_providers::docker::DockerProvider::connect().await?;
+            if let Some(bars) = bars {
+                p = p.with_pull_progress(move |ev| bars.update(ev));
+            }
+            Ok(Arc::new(p))
+        }
         "e2b" | "daytona" | "vercel" | "modal" => Err(usage(format!(
             "the `{name}` provider is not available in this build yet; use `local` or `docker`"
         ))),

@@ -195,3 +195,64 @@ pub fn init_logging(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
+
+/// Draws an image pull: one bar per layer on a TTY; otherwise one plain line each time a layer's
+/// status changes (never one per byte update).
+pub struct LayerBars {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<String, (indicatif::ProgressBar, String)>>,
+    fancy: bool,
+    quiet: bool,
+}
+
+impl LayerBars {
+    /// A renderer for `out`'s mode.
+    pub fn new(out: &Output) -> Self {
+        Self {
+            multi: indicatif::MultiProgress::new(),
+            bars: Default::default(),
+            fancy: out.fancy && out.quiet == 0,
+            quiet: out.quiet > 0 || out.json,
+        }
+    }
+
+    /// Shows one progress event of the pull.
+    pub fn update(&self, p: &sbx_providers::docker::PullProgress) {
+        if self.quiet {
+            return;
+        }
+        let Some(layer) = p.layer.as_deref() else {
+            if !self.fancy {
+                eprintln!("{}: {}", p.image, p.status);
+            }
+            return;
+        };
+        let short: String = layer.chars().take(12).collect();
+        let mut bars = self.bars.lock().expect("layer bars");
+        let entry = bars.entry(short.clone()).or_insert_with(|| {
+            let pb = if self.fancy { self.multi.add(indicatif::ProgressBar::new(0)) } else { indicatif::ProgressBar::hidden() };
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} {msg:<18} [{bar:30.cyan/blue}] {bytes}/{total_bytes}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            pb.set_prefix(short.clone());
+            (pb, String::new())
+        });
+        let (pb, last_status) = entry;
+        if let (Some(cur), Some(total)) = (p.current, p.total) {
+            pb.set_length(total);
+            pb.set_position(cur);
+        }
+        if *last_status != p.status {
+            if !self.fancy {
+                eprintln!("layer {short}: {}", p.status);
+            }
+            pb.set_message(p.status.clone());
+            *last_status = p.status.clone();
+            if p.status.starts_with("Pull complete") || p.status.starts_with("Already exists") {
+                pb.finish();
+            }
+        }
+    }
+}

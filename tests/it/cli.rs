@@ -392,3 +392,47 @@ async fn collect(mut s: sbx_agent::client::ByteStream) -> Vec<u8> {
     }
     out
 }
+
+/// Several `sbx up` at once share one SQLite state (WAL, busy timeout): every distinct name succeeds and
+/// is listed once; racing on one name lets exactly one win and the others fail cleanly with exit 2.
+#[test]
+fn concurrent_ups_never_corrupt_the_state() {
+    let sbx = Sbx::new();
+    let distinct: Vec<Child> = (0..6)
+        .map(|i| {
+            sbx.cmd(&["up", "--provider", "local", "--name", &format!("par{i}"), "-q"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn up")
+        })
+        .collect();
+    for child in distinct {
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "parallel up failed: {}", text(&out.stderr));
+    }
+    let same: Vec<Child> = (0..4)
+        .map(|_| {
+            sbx.cmd(&["up", "--provider", "local", "--name", "contested", "-q"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn up")
+        })
+        .collect();
+    let codes: Vec<i32> = same.into_iter().map(|c| code(&c.wait_with_output().expect("wait"))).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "exactly one `contested` wins: {codes:?}");
+    assert!(codes.iter().all(|c| *c == 0 || *c == 2), "losers exit 2: {codes:?}");
+    let mut names: Vec<String> = sbx.ls().iter().map(|r| r["name"].as_str().expect("name").to_owned()).collect();
+    names.sort();
+    let mut want: Vec<String> = (0..6).map(|i| format!("par{i}")).collect();
+    want.push("contested".into());
+    want.sort();
+    assert_eq!(names, want);
+    // Every listed sandbox is real and answers.
+    for n in &want {
+        let out = sbx.ok(&["exec", n, "--", "echo", "ok"]);
+        assert_eq!(text(&out.stdout).trim(), "ok");
+    }
+    assert_eq!(sbx.sandbox_dirs().len(), want.len(), "no half-made leftovers from the losers");
+}

@@ -9,7 +9,7 @@ use clap::Args;
 use sbx_providers::bootstrap;
 use sbx_providers::{labels, Labels, Network, Provider, SandboxSpec};
 
-use crate::context::{provider, Ctx};
+use crate::context::{provider_with_pull_bars, Ctx};
 use crate::output::{usage, Exit, Interrupted};
 use crate::state::now_secs;
 
@@ -183,7 +183,8 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     }
     let run_id = bootstrap::fresh_token()[..12].to_owned();
     let (spec, expires_at) = build_spec(&a, &name, &run_id, &ctx.state.instance_id()?)?;
-    let provider = provider(&a.provider).await?;
+    let bars = std::sync::Arc::new(crate::output::LayerBars::new(&ctx.out));
+    let provider = provider_with_pull_bars(&a.provider, Some(bars)).await?;
     let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
     if !ctx.state.reserve(&name, provider.name(), &run_id, &spec.labels, expires_at)? {
         return Err(usage(format!("a sandbox named `{name}` already exists; pick another --name or `sbx down {name}`")));
