@@ -166,6 +166,21 @@ impl DockerProvider {
         self.docker.start_container(name, None::<StartContainerOptions<String>>).await.map_err(|e| map_err(e, name))
     }
 
+    /// Host paths mounted into a new container: the socket directory (network-less containers), and on
+    /// a local engine the host's static runtime, read-only at [`RUNTIME_PATH`]. The mount saves
+    /// streaming the ~8 MB binary through the archive API on every create (bootstrap sees the right
+    /// version already installed and skips its upload).
+    fn binds(&self, sock_dir: Option<&Path>) -> Vec<String> {
+        let mut binds: Vec<String> = sock_dir.map(|d| format!("{}:{SOCKET_DIR}", d.display())).into_iter().collect();
+        if self.local_engine {
+            let runtime = self.runtime.clone().or_else(|| crate::bootstrap::locate_runtime(true).ok());
+            if let Some(rt) = runtime.filter(|p| crate::bootstrap::is_static_elf(p)) {
+                binds.push(format!("{}:{RUNTIME_PATH}:ro", rt.display()));
+            }
+        }
+        binds
+    }
+
     /// `docker create` (pulling the image when it is missing).
     async fn create_raw(
         &self,
@@ -192,7 +207,7 @@ impl DockerProvider {
             memory: spec.memory_mb.map(|m| (m * 1024 * 1024) as i64),
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             network_mode: (spec.network == Network::None).then(|| "none".to_owned()),
-            binds: sock_dir.map(|d| vec![format!("{}:{SOCKET_DIR}", d.display())]),
+            binds: Some(self.binds(sock_dir)).filter(|b| !b.is_empty()),
             ..Default::default()
         };
         let config = Config {

@@ -123,6 +123,8 @@ pub struct DockerProvider {
     state_dir: PathBuf,
     runtime: Option<PathBuf>,
     progress: Option<PullProgressFn>,
+    /// The engine runs on this machine (a `unix://` socket), so host paths can be bind-mounted.
+    local_engine: bool,
     /// Per image reference: its keep-alive (see the module docs).
     keep_alive: Arc<Mutex<HashMap<String, create::KeepAlive>>>,
 }
@@ -179,6 +181,7 @@ impl DockerProvider {
             state_dir: default_state_dir(),
             runtime: None,
             progress: None,
+            local_engine: host.starts_with("unix://"),
             keep_alive: Arc::default(),
         })
     }
