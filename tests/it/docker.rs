@@ -274,6 +274,38 @@ async fn a_missing_image_is_pulled_with_progress_per_layer() {
     assert!(matches!(&err, Error::ImageNotFound { hint, .. } if hint.contains("templates/docker/build.sh")), "{err:?}");
     let leftovers = p.list(&sbx_providers::Labels::from([(sbx_providers::labels::NAME.into(), "pulled".into())])).await;
     assert!(leftovers.expect("list").is_empty(), "a failed create leaves nothing behind");
+
+    // The same through the CLI: `sbx up --image` pulls from the registry, drawing each layer.
+    let (ok, _, err) = docker(&["rmi", &image]).await;
+    assert!(ok, "docker rmi: {err}");
+    let home = tempfile::tempdir().expect("tempdir");
+    let sbx = |args: &[&str], docker_host: Option<&str>| {
+        let mut c = std::process::Command::new(sbx_tests::bin("sbx"));
+        c.args(args).env("XDG_STATE_HOME", home.path()).env("SBX_RUNTIME", sbx_tests::static_runtime()).env("NO_COLOR", "1");
+        if let Some(h) = docker_host {
+            c.env("DOCKER_HOST", h);
+        }
+        c.output().expect("run sbx")
+    };
+    let up = sbx(&["up", "--provider", "docker", "--image", &image, "--name", "from-registry"], None);
+    let up_err = String::from_utf8_lossy(&up.stderr).into_owned();
+    assert!(up.status.success(), "sbx up --image from the registry failed:\n{up_err}");
+    assert!(up_err.lines().any(|l| l.starts_with("layer ") && l.ends_with("Pull complete")), "no per-layer lines:\n{up_err}");
+    let cat = sbx(&["exec", "from-registry", "--", "cat", "/marker"], None);
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), marker, "the CLI's sandbox runs the pulled image");
+    assert!(sbx(&["down", "from-registry"], None).status.success());
+
+    // Bad input through the CLI: one clear line and a non-zero exit.
+    let missing = format!("127.0.0.1:{}/sbx-base:no-such-tag", registry.port);
+    let out = sbx(&["up", "--provider", "docker", "--image", &missing, "--name", "nope", "-q"], None);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: image") && last.contains("not found"), "{err}");
+    let out = sbx(&["up", "--provider", "docker", "--name", "nope", "-q"], Some("unix:///nonexistent/docker.sock"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.lines().count() == 1 && err.contains("is Docker running?"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
