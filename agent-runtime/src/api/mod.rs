@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 pub mod fs;
 pub mod process;
 pub mod runtime_log;
+pub mod session;
 
 /// `GET /v1/health`: the one route that needs no token.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]

@@ -32,6 +32,19 @@ enum Command {
         #[command(subcommand)]
         action: DaemonAction,
     },
+    /// Install an agent binary (claude, codex) for sessions to use.
+    #[command(after_help = "Sources, in order: already installed (unless --reinstall); --from-path (a binary already here, \
+e.g. uploaded from the host); a mirror URL template (--mirror or SBX_AGENT_MIRROR; {agent}, {version}, {os}, {arch} are \
+filled in, and the SHA-256 is read from URL.sha256 unless --sha256 is given).\n\nExamples:\n  sbx-agent install-agent claude --from-path /tmp/claude\n  \
+SBX_AGENT_MIRROR=http://mirror.internal/{agent}/{version}/{agent} sbx-agent install-agent --all")]
+    InstallAgent(InstallAgentArgs),
+    /// The MCP server Claude Code asks for permission (started by the runtime for each claude session).
+    #[command(hide = true)]
+    PermissionMcp {
+        /// The session's permission socket.
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Sleep forever: the keep-alive process of containers whose image has no `sleep` (used by the
     /// Docker provider for scratch and distroless images; the real server is started next to it).
     #[command(hide = true)]
@@ -46,6 +59,38 @@ enum DaemonAction {
     Stop(DaemonTarget),
     /// Show whether a background server runs on host:port (pid, version, log file).
     Status(DaemonTarget),
+}
+
+/// Flags of `sbx-agent install-agent`.
+#[derive(Args, Debug, Clone)]
+pub struct InstallAgentArgs {
+    /// The agent (`claude` or `codex`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub agent: Option<String>,
+    /// Install every agent that has a binary.
+    #[arg(long)]
+    pub all: bool,
+    /// Install even if one is present.
+    #[arg(long)]
+    pub reinstall: bool,
+    /// The version to fetch from the mirror (default: latest).
+    #[arg(long = "agent-version")]
+    pub agent_version: Option<String>,
+    /// Install this binary (already in the sandbox).
+    #[arg(long, conflicts_with = "all")]
+    pub from_path: Option<String>,
+    /// Mirror URL template (default: $SBX_AGENT_MIRROR).
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// Expected SHA-256 of the binary.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// The runtime's state directory (default: $XDG_STATE_HOME/sbx-agent).
+    #[arg(long, env = "SBX_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which daemon a `stop`/`status` is about.
@@ -104,6 +149,10 @@ pub struct ServerArgs {
     /// Directory for log files (default: $XDG_STATE_HOME/sbx-agent/logs). Set SBX_AGENT_LOG_STDOUT=1 to log to stdout.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
+    /// Where session journals and installed agents live (default: $XDG_STATE_HOME/sbx-agent). Sessions
+    /// in it are reopened at start, so a restarted runtime keeps serving them.
+    #[arg(long, env = "SBX_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Max managed processes and terminals at once.
     #[arg(long)]
     pub max_processes: Option<u32>,
@@ -171,6 +220,7 @@ impl ServerArgs {
             },
             limits,
             log_file: (!log_to_stdout()).then(|| self.log_dir.clone().unwrap_or_else(default_log_dir).join(LOG_FILE)),
+            state_dir: Some(self.state_dir.clone().unwrap_or_else(state_dir)),
         })
     }
 }
@@ -249,6 +299,14 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Daemon { action } => super::daemon::run(action_into(action)),
+        Command::InstallAgent(args) => install_agent(args),
+        Command::PermissionMcp { socket } => match super::sessions::permission_mcp::run(&socket) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sbx-agent permission-mcp: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Idle => loop {
             // `park` may wake spuriously; SIGTERM (forwarded by the container's init) ends the process.
             std::thread::park();
@@ -262,4 +320,37 @@ fn action_into(a: DaemonAction) -> super::daemon::Action {
         DaemonAction::Stop(t) => super::daemon::Action::Stop(t),
         DaemonAction::Status(t) => super::daemon::Action::Status(t),
     }
+}
+
+fn install_agent(args: InstallAgentArgs) -> ExitCode {
+    let dir = args.state_dir.clone().unwrap_or_else(state_dir);
+    let ids: Vec<String> = match (&args.agent, args.all) {
+        (Some(a), _) => vec![a.clone()],
+        (None, _) => super::sessions::installable_agents().iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut failed = false;
+    for id in ids {
+        let req = crate::api::session::InstallAgentRequest {
+            reinstall: args.reinstall,
+            version: args.agent_version.clone(),
+            from_path: args.from_path.clone(),
+            mirror_url: args.mirror.clone(),
+            sha256: args.sha256.clone(),
+        };
+        match runtime().block_on(super::sessions::install_agent_into(&dir, &id, req)) {
+            Ok(r) if args.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
+            Ok(r) => println!(
+                "{}: {} {} ({})",
+                r.agent.id,
+                if r.changed { "installed" } else { "already installed" },
+                r.agent.version.as_deref().unwrap_or("unknown version"),
+                r.agent.path.as_deref().unwrap_or("?")
+            ),
+            Err(e) => {
+                eprintln!("sbx-agent: {id}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

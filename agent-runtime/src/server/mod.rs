@@ -25,6 +25,7 @@ pub mod fs;
 pub mod processes;
 pub mod pty;
 mod runtime_log;
+pub mod sessions;
 
 pub use error::{ApiError, ApiJson, ApiQuery, ApiResult};
 
@@ -58,6 +59,9 @@ pub struct ServerConfig {
     pub limits: crate::api::process::ProcessLimits,
     /// The file the runtime logs to, served by `GET /v1/runtime/logs` (`None`: logs go to stdout).
     pub log_file: Option<PathBuf>,
+    /// Where sessions' journals and installed agents live (`None`: a temporary directory, so nothing
+    /// survives a restart).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -71,6 +75,7 @@ impl ServerConfig {
             cors: CorsConfig::default(),
             limits: Default::default(),
             log_file: None,
+            state_dir: None,
         }
     }
 }
@@ -80,6 +85,7 @@ struct Inner {
     started: Instant,
     fs: fs::FsRoot,
     processes: processes::ProcessManager,
+    sessions: sessions::SessionManager,
 }
 
 /// State shared by every handler (cheap to clone).
@@ -91,7 +97,8 @@ impl AppState {
     pub fn new(config: ServerConfig) -> std::io::Result<Self> {
         let fs = fs::FsRoot::new(config.root.clone())?;
         let processes = processes::ProcessManager::new(config.limits.clone(), fs.clone());
-        Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes })))
+        let sessions = sessions::SessionManager::new(config.state_dir.clone(), fs.clone())?;
+        Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes, sessions })))
     }
     /// The config the server started with.
     pub fn config(&self) -> &ServerConfig {
@@ -100,6 +107,10 @@ impl AppState {
     /// The file-system root (or none).
     pub fn fs(&self) -> &fs::FsRoot {
         &self.0.fs
+    }
+    /// The agent sessions.
+    pub fn sessions(&self) -> &sessions::SessionManager {
+        &self.0.sessions
     }
     /// The managed-process table.
     pub fn processes(&self) -> &processes::ProcessManager {
@@ -156,6 +167,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(processes::router())
         .merge(pty::router())
         .merge(runtime_log::router())
+        .merge(sessions::router())
 }
 
 /// `GET /v1/openapi.json`.
@@ -278,6 +290,7 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         // Kill processes first: a log follow stays in flight until its process exits, so waiting for
         // in-flight responses before killing would wait for every followed process to end by itself.
+        self.state.sessions().shutdown_all().await;
         self.state.processes().kill_all().await;
         for t in self.tasks {
             let _ = t.await;
@@ -297,6 +310,10 @@ impl RunningServer {
 /// Binds the listeners and starts serving in the background.
 pub async fn start(config: ServerConfig) -> std::io::Result<RunningServer> {
     let state = AppState::new(config.clone())?;
+    let recovered = state.sessions().recover().await?;
+    if recovered > 0 {
+        tracing::info!(sessions = recovered, "reopened sessions from their journals");
+    }
     let app = router(state.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();

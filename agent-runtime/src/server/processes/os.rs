@@ -91,7 +91,7 @@ impl Spec {
 }
 
 /// Resolves a requested working directory (default: the root, or the runtime's working directory).
-async fn resolve_cwd(fs: &FsRoot, cwd: Option<String>) -> Result<PathBuf, ApiError> {
+pub(crate) async fn resolve_cwd(fs: &FsRoot, cwd: Option<String>) -> Result<PathBuf, ApiError> {
     let fs = fs.clone();
     let shown = cwd.clone().unwrap_or_else(|| ".".into());
     tokio::task::spawn_blocking(move || {

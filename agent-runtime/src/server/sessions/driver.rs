@@ -1,0 +1,317 @@
+//! What every agent adapter implements ([`AgentDriver`]) and what it gets to work with ([`TurnCtx`]):
+//! emitting events, numbering items, and asking the session's permission policy or a person.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::Journal;
+use crate::api::session::{
+    ContentPart, CreateSessionRequest, ErrorData, EventData, EventSource, Item, ItemDelta, ItemKind, ItemStatus,
+    PermissionDecision, PermissionKind, PermissionPolicy, PermissionRequested, PermissionResolved, QuestionRequested,
+    QuestionResolved, Role, Usage,
+};
+
+/// How a turn ended, as the driver reports it; the session turns it into `turn.completed`.
+#[derive(Debug, Default)]
+pub(crate) struct TurnEnd {
+    /// `None`: completed. `Some(msg)`: failed (an `error` event was already emitted).
+    pub(crate) failed: Option<String>,
+    /// Whether it was cancelled.
+    pub(crate) cancelled: bool,
+    pub(crate) stop_reason: Option<String>,
+    pub(crate) text: Option<String>,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) cost_usd: Option<f64>,
+}
+
+/// The agent cannot go on: the session ends with reason `error`.
+#[derive(Debug)]
+pub(crate) struct AgentGone(pub(crate) String);
+
+/// One running agent behind a session.
+#[async_trait::async_trait]
+pub(crate) trait AgentDriver: Send {
+    /// Runs one turn for `text`, translating the agent's stream into events through `ctx`, until the
+    /// turn ends or `ctx.cancel` fires (then the driver interrupts the agent its own way).
+    async fn turn(&mut self, text: &str, ctx: &TurnCtx) -> Result<TurnEnd, AgentGone>;
+    /// Stops the agent process (the session is ending).
+    async fn shutdown(&mut self);
+}
+
+/// Everything a driver needs that is not its own: the session's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSettings {
+    pub(crate) request: CreateSessionRequest,
+    pub(crate) cwd: PathBuf,
+    /// The session's own directory (journal, agent config files, sockets).
+    pub(crate) dir: PathBuf,
+    /// The agent's own session id from before a restart, to resume.
+    pub(crate) native_session_id: Option<String>,
+    /// The agent binary.
+    pub(crate) binary: Option<PathBuf>,
+}
+
+/// A question or permission waiting for a person.
+pub(crate) enum Pending {
+    Permission(oneshot::Sender<(PermissionDecision, Option<String>)>),
+    Question(oneshot::Sender<Option<String>>),
+}
+
+/// State shared between a session's driver, its actor and the HTTP handlers.
+pub(crate) struct Shared {
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) policy: PermissionPolicy,
+    next_item: AtomicU64,
+    next_request: AtomicU64,
+    pub(crate) pending: Mutex<BTreeMap<String, Pending>>,
+    /// Tools the user allowed for the rest of the session ("allow always").
+    pub(crate) always_allowed: Mutex<Vec<String>>,
+    pub(crate) native_session_id: Mutex<Option<String>>,
+    /// Called when the native session id becomes known (the session persists it).
+    pub(crate) on_native_id: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        journal: Arc<Journal>,
+        policy: PermissionPolicy,
+        native: Option<String>,
+        on_native_id: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Self {
+        // Item and request ids continue after those already in the journal (after a restart).
+        let (items, requests) = count_ids(&journal);
+        Self {
+            journal,
+            policy,
+            next_item: AtomicU64::new(items + 1),
+            next_request: AtomicU64::new(requests + 1),
+            pending: Mutex::new(BTreeMap::new()),
+            always_allowed: Mutex::new(Vec::new()),
+            native_session_id: Mutex::new(native),
+            on_native_id,
+        }
+    }
+}
+
+fn count_ids(journal: &Journal) -> (u64, u64) {
+    let mut items = 0;
+    let mut requests = 0;
+    for e in journal.parsed() {
+        match e.body {
+            EventData::ItemStarted(_) => items += 1,
+            EventData::PermissionRequested(_) | EventData::QuestionRequested(_) => requests += 1,
+            _ => {}
+        }
+    }
+    (items, requests)
+}
+
+/// What a driver works with during a turn.
+pub(crate) struct TurnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl TurnCtx {
+    /// Records an event.
+    pub(crate) fn emit(&self, source: EventSource, body: EventData, raw: Option<serde_json::Value>) -> u64 {
+        self.shared.journal.emit(source, body, raw)
+    }
+
+    /// A fresh item id.
+    pub(crate) fn new_item_id(&self) -> String {
+        format!("item_{}", self.shared.next_item.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Starts an item and returns its id.
+    pub(crate) fn start_item(
+        &self,
+        kind: ItemKind,
+        role: Option<Role>,
+        native: Option<String>,
+        parent: Option<String>,
+        content: Vec<ContentPart>,
+        raw: Option<serde_json::Value>,
+    ) -> String {
+        let item_id = self.new_item_id();
+        let item = Item {
+            item_id: item_id.clone(),
+            native_item_id: native,
+            parent_id: parent,
+            kind,
+            role,
+            status: ItemStatus::InProgress,
+            content,
+        };
+        self.emit(EventSource::Agent, EventData::ItemStarted(item), raw);
+        item_id
+    }
+
+    /// A text (or argument) delta of an item.
+    pub(crate) fn delta(&self, item_id: &str, delta: String, raw: Option<serde_json::Value>) {
+        self.emit(EventSource::Agent, EventData::ItemDelta(ItemDelta { item_id: item_id.to_owned(), delta }), raw);
+    }
+
+    /// Completes an item with its full content.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn complete_item(
+        &self,
+        item_id: &str,
+        kind: ItemKind,
+        role: Option<Role>,
+        native: Option<String>,
+        parent: Option<String>,
+        status: ItemStatus,
+        content: Vec<ContentPart>,
+        raw: Option<serde_json::Value>,
+    ) {
+        let item = Item {
+            item_id: item_id.to_owned(),
+            native_item_id: native,
+            parent_id: parent,
+            kind,
+            role,
+            status,
+            content,
+        };
+        self.emit(EventSource::Agent, EventData::ItemCompleted(item), raw);
+    }
+
+    /// An `error` event.
+    pub(crate) fn error(&self, source: EventSource, code: &str, message: String, status: Option<u16>, raw: Option<serde_json::Value>) {
+        self.emit(source, EventData::Error(ErrorData { message, code: code.to_owned(), status }), raw);
+    }
+
+    /// Remembers the agent's own session id (persisted so a restarted runtime can resume it).
+    pub(crate) fn set_native_session_id(&self, id: &str) {
+        let mut cur = self.shared.native_session_id.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_deref() != Some(id) {
+            *cur = Some(id.to_owned());
+            drop(cur);
+            (self.shared.on_native_id)(id);
+        }
+    }
+
+    /// Asks whether a tool may run: decided by the policy when it can, otherwise by a person
+    /// (`permission.requested`, then the reply). A cancelled turn denies.
+    pub(crate) async fn ask_permission(
+        &self,
+        tool_name: &str,
+        kind: PermissionKind,
+        title: String,
+        input: serde_json::Value,
+        item_id: Option<String>,
+        raw: Option<serde_json::Value>,
+    ) -> (PermissionDecision, Option<String>) {
+        let permission_id = format!("perm_{}", self.shared.next_request.fetch_add(1, Ordering::Relaxed));
+        let request = PermissionRequested {
+            permission_id: permission_id.clone(),
+            tool_name: tool_name.to_owned(),
+            kind,
+            title,
+            input,
+            item_id,
+        };
+        self.emit(EventSource::Agent, EventData::PermissionRequested(request), raw);
+        let always = self.shared.always_allowed.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|t| t == tool_name);
+        let by_policy = match self.shared.policy {
+            _ if always => Some(PermissionDecision::Allow),
+            PermissionPolicy::AllowAll => Some(PermissionDecision::Allow),
+            PermissionPolicy::DenyAll => Some(PermissionDecision::Deny),
+            PermissionPolicy::AllowReads if kind == PermissionKind::Read => Some(PermissionDecision::Allow),
+            PermissionPolicy::AllowReads | PermissionPolicy::Ask => None,
+        };
+        if let Some(decision) = by_policy {
+            let message = (!decision.allows()).then(|| "denied by the session's permission policy".to_owned());
+            self.resolve_permission(&permission_id, decision, "policy", message.clone());
+            return (decision, message);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(permission_id.clone(), Pending::Permission(tx));
+        tokio::select! {
+            reply = rx => match reply {
+                // The handler that took the reply already emitted `permission.resolved`.
+                Ok((decision, message)) => {
+                    if decision == PermissionDecision::AllowAlways {
+                        self.shared.always_allowed.lock().unwrap_or_else(|e| e.into_inner()).push(tool_name.to_owned());
+                    }
+                    (decision, message)
+                }
+                Err(_) => (PermissionDecision::Deny, Some("the session ended".into())),
+            },
+            _ = self.cancel.cancelled() => {
+                self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&permission_id);
+                let message = Some("the turn was cancelled".to_owned());
+                self.resolve_permission(&permission_id, PermissionDecision::Deny, "runtime", message.clone());
+                (PermissionDecision::Deny, message)
+            }
+        }
+    }
+
+    fn resolve_permission(&self, id: &str, decision: PermissionDecision, by: &str, message: Option<String>) {
+        let data = PermissionResolved { permission_id: id.to_owned(), decision, by: by.to_owned(), message };
+        self.emit(EventSource::Runtime, EventData::PermissionResolved(data), None);
+    }
+
+    /// Asks the user a question and waits for the answer (`None`: rejected or cancelled).
+    pub(crate) async fn ask_question(&self, question: String, options: Vec<String>, raw: Option<serde_json::Value>) -> Option<String> {
+        let question_id = format!("question_{}", self.shared.next_request.fetch_add(1, Ordering::Relaxed));
+        let data = QuestionRequested { question_id: question_id.clone(), question, options };
+        self.emit(EventSource::Agent, EventData::QuestionRequested(data), raw);
+        let (tx, rx) = oneshot::channel();
+        self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(question_id.clone(), Pending::Question(tx));
+        tokio::select! {
+            reply = rx => reply.ok().flatten(),
+            _ = self.cancel.cancelled() => {
+                self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&question_id);
+                let data = QuestionResolved { question_id, answer: None };
+                self.emit(EventSource::Runtime, EventData::QuestionResolved(data), None);
+                None
+            }
+        }
+    }
+}
+
+/// Environment for an agent process: the runtime's own (minus its token) plus the session's.
+pub(crate) fn agent_command(program: &std::path::Path, settings: &SessionSettings) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.current_dir(&settings.cwd)
+        .env_remove(crate::server_env::TOKEN)
+        .envs(&settings.request.env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    // No parent-death signal is needed (and setting one needs unsafe `pre_exec`): every agent we drive
+    // reads its requests from stdin and exits at end of file, which is what it sees when the runtime dies,
+    // even by SIGKILL.
+    cmd
+}
+
+/// Reads stderr of an agent into a bounded tail (for error messages when it crashes).
+pub(crate) fn collect_stderr(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
+    use tokio::io::AsyncBufReadExt;
+    let tail = Arc::new(Mutex::new(String::new()));
+    let out = Arc::clone(&tail);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::debug!(target: "sbx_agent::agent_stderr", "{line}");
+            let mut t = out.lock().unwrap_or_else(|e| e.into_inner());
+            t.push_str(&line);
+            t.push('\n');
+            if t.len() > 8192 {
+                let cut = t.len() - 4096;
+                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(t.len());
+                t.drain(..cut);
+            }
+        }
+    });
+    tail
+}

@@ -1,0 +1,664 @@
+//! The table of sessions: create, send, reply, cancel, end, and recovery from the journals after a
+//! restart.
+//!
+//! Each live session has one actor task that owns its agent driver and runs turns one at a time;
+//! handlers talk to it through a queue, except for replies and cancels, which go straight to the
+//! shared state because the actor is busy inside the turn they are about.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::agents::{self, AgentRegistry};
+use super::driver::{AgentDriver, Pending, SessionSettings, Shared, TurnCtx};
+use super::journal::{now_rfc3339, Journal};
+use crate::api::session::{
+    ContentPart, CreateSessionRequest, EndReason, ErrorData, EventData, EventSource, ItemKind, ItemStatus,
+    PermissionDecision, PermissionReply, PermissionResolved, QuestionReply, QuestionResolved, Role, SendMessageResponse,
+    SessionEnded, SessionInfo, SessionStarted, SessionState, TurnCompleted, TurnOutcome, TurnStarted,
+};
+use crate::server::fs::FsRoot;
+use crate::server::ApiError;
+
+/// How long a `wait`ing send waits by default.
+const DEFAULT_WAIT: Duration = Duration::from_secs(600);
+/// The file holding a session's settings inside its directory.
+const META_FILE: &str = "session.json";
+
+/// What is persisted about a session besides its events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    id: String,
+    request: CreateSessionRequest,
+    cwd: String,
+    created_at: String,
+    #[serde(default)]
+    native_session_id: Option<String>,
+}
+
+enum Command {
+    Turn { turn_id: String, text: String, cancel: CancellationToken, started: Instant, done: Option<oneshot::Sender<TurnCompleted>> },
+    End { by: String, done: oneshot::Sender<()> },
+}
+
+struct Status {
+    state: SessionState,
+    turns: u64,
+    cancel: Option<CancellationToken>,
+    ended: Option<SessionEnded>,
+    commands: Option<mpsc::UnboundedSender<Command>>,
+}
+
+/// One session.
+pub(crate) struct Session {
+    meta: Mutex<Meta>,
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    status: Mutex<Status>,
+}
+
+impl Session {
+    fn info(&self) -> SessionInfo {
+        let meta = self.meta.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut perms, mut questions) = (Vec::new(), Vec::new());
+        for (id, p) in self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            match p {
+                Pending::Permission(_) => perms.push(id.clone()),
+                Pending::Question(_) => questions.push(id.clone()),
+            }
+        }
+        SessionInfo {
+            id: meta.id,
+            agent: meta.request.agent.clone(),
+            state: st.state,
+            cwd: meta.cwd,
+            model: meta.request.model.clone(),
+            mode: meta.request.mode.clone(),
+            permission_policy: meta.request.permission_policy,
+            native_session_id: self.shared.native_session_id.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            last_sequence: self.shared.journal.last_sequence(),
+            turns: st.turns,
+            pending_permissions: perms,
+            pending_questions: questions,
+            created_at: meta.created_at,
+            ended: st.ended.clone(),
+        }
+    }
+
+    /// The event journal.
+    pub(crate) fn journal(&self) -> &Arc<Journal> {
+        &self.shared.journal
+    }
+}
+
+/// Every session of this runtime.
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    fs: FsRoot,
+    agents: AgentRegistry,
+    sessions: Mutex<BTreeMap<String, Arc<Session>>>,
+    /// Holds a temporary directory alive when no state directory was configured.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl SessionManager {
+    /// Sessions kept under `state_dir/sessions` (a temporary directory when `None`).
+    pub fn new(state_dir: Option<PathBuf>, fs: FsRoot) -> std::io::Result<Self> {
+        let (base, temp) = match state_dir {
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::Builder::new().prefix("sbx-agent-state-").tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let agents = AgentRegistry::new(base.join("agents"));
+        let dir = base.join("sessions");
+        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), _temp: temp }) })
+    }
+
+    /// The agents.
+    pub(crate) fn agents(&self) -> &AgentRegistry {
+        &self.inner.agents
+    }
+
+    /// Loads every session from the journals. Sessions that were not ended can continue: a turn
+    /// that was running when the runtime died is closed as cancelled (with an `error` event saying
+    /// why), and its agent is resumed at the next message.
+    pub async fn recover(&self) -> std::io::Result<usize> {
+        let dir = self.inner.dir.clone();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let meta: Meta = match std::fs::read(path.join(META_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                Some(m) => m,
+                None => {
+                    tracing::warn!(dir = %path.display(), "not a session directory (no readable session.json); skipped");
+                    continue;
+                }
+            };
+            match self.reopen(meta, &path).await {
+                Ok(()) => n += 1,
+                Err(e) => tracing::warn!(dir = %path.display(), error = %e, "cannot reopen session; skipped"),
+            }
+        }
+        Ok(n)
+    }
+
+    async fn reopen(&self, meta: Meta, dir: &Path) -> std::io::Result<()> {
+        let journal = Journal::open(&meta.id, dir).await?;
+        let events = journal.parsed();
+        let mut ended = None;
+        let mut turns = 0;
+        let mut open_turn: Option<String> = None;
+        let mut open_requests: BTreeMap<String, bool> = BTreeMap::new();
+        for e in &events {
+            match &e.body {
+                EventData::SessionEnded(s) => ended = Some(s.clone()),
+                EventData::TurnStarted(t) => {
+                    turns += 1;
+                    open_turn = Some(t.turn_id.clone());
+                }
+                EventData::TurnCompleted(_) => open_turn = None,
+                EventData::PermissionRequested(p) => {
+                    open_requests.insert(p.permission_id.clone(), true);
+                }
+                EventData::QuestionRequested(q) => {
+                    open_requests.insert(q.question_id.clone(), false);
+                }
+                EventData::PermissionResolved(p) => {
+                    open_requests.remove(&p.permission_id);
+                }
+                EventData::QuestionResolved(q) => {
+                    open_requests.remove(&q.question_id);
+                }
+                _ => {}
+            }
+        }
+        let id = meta.id.clone();
+        let shared = self.shared_for(&meta, dir, Arc::clone(&journal));
+        if ended.is_none() {
+            for (rid, is_permission) in open_requests {
+                let body = if is_permission {
+                    EventData::PermissionResolved(PermissionResolved {
+                        permission_id: rid,
+                        decision: PermissionDecision::Deny,
+                        by: "runtime".into(),
+                        message: Some("the runtime restarted before anyone answered".into()),
+                    })
+                } else {
+                    EventData::QuestionResolved(QuestionResolved { question_id: rid, answer: None })
+                };
+                journal.emit(EventSource::Runtime, body, None);
+            }
+            if let Some(turn_id) = open_turn {
+                let message = "the runtime restarted during this turn; its agent was stopped. Send the message again to continue.";
+                journal.emit(EventSource::Runtime, EventData::Error(ErrorData { message: message.into(), code: "runtime_restarted".into(), status: None }), None);
+                journal.emit(
+                    EventSource::Runtime,
+                    EventData::TurnCompleted(TurnCompleted {
+                        turn_id,
+                        outcome: TurnOutcome::Cancelled,
+                        stop_reason: Some("runtime_restarted".into()),
+                        text: None,
+                        usage: None,
+                        cost_usd: None,
+                        duration_ms: 0,
+                    }),
+                    None,
+                );
+            }
+        }
+        let session = Arc::new(Session {
+            meta: Mutex::new(meta),
+            dir: dir.to_path_buf(),
+            shared,
+            status: Mutex::new(Status {
+                state: if ended.is_some() { SessionState::Ended } else { SessionState::Idle },
+                turns,
+                cancel: None,
+                ended: ended.clone(),
+                commands: None,
+            }),
+        });
+        if ended.is_none() {
+            // The agent is started again (resuming its own session) at the next message.
+            self.spawn_actor(Arc::clone(&session), None);
+        }
+        self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, session);
+        Ok(())
+    }
+
+    fn shared_for(&self, meta: &Meta, dir: &Path, journal: Arc<Journal>) -> Arc<Shared> {
+        let meta_path = dir.join(META_FILE);
+        let base = meta.clone();
+        let on_native: Box<dyn Fn(&str) + Send + Sync> = Box::new(move |native: &str| {
+            let mut m = base.clone();
+            m.native_session_id = Some(native.to_owned());
+            if let Err(e) = write_meta(&meta_path, &m) {
+                tracing::warn!(error = %e, "cannot persist the agent's session id; a restart will not resume it");
+            }
+        });
+        Arc::new(Shared::new(journal, meta.request.permission_policy, meta.native_session_id.clone(), on_native))
+    }
+
+    /// Creates a session and starts its agent.
+    pub(crate) async fn create(&self, req: CreateSessionRequest) -> Result<SessionInfo, ApiError> {
+        let spec = self.inner.agents.spec(&req.agent)?;
+        let id = match &req.id {
+            Some(id) => {
+                validate_id(id)?;
+                id.clone()
+            }
+            None => format!("ses_{}", random_suffix()),
+        };
+        let binary = self.inner.agents.require_binary(spec).await?;
+        let cwd = crate::server::processes::os::resolve_cwd(&self.inner.fs, req.cwd.clone()).await?;
+        for s in &req.skills {
+            let p = self.inner.fs.resolve(s)?;
+            if !p.is_dir() {
+                return Err(ApiError::bad_request(format!("skill directory `{s}` does not exist")));
+            }
+        }
+        for m in &req.mcp_servers {
+            if m.command.is_some() == m.url.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "MCP server `{}` needs exactly one of `command` (a local server) or `url` (a remote one)",
+                    m.name
+                )));
+            }
+        }
+        let dir = self.inner.dir.join(&id);
+        {
+            let sessions = self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if sessions.contains_key(&id) || dir.exists() {
+                return Err(ApiError::conflict(format!("a session `{id}` already exists; pick another id or leave it out")));
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        let meta = Meta {
+            id: id.clone(),
+            request: req.clone(),
+            cwd: cwd.to_string_lossy().into_owned(),
+            created_at: now_rfc3339(),
+            native_session_id: None,
+        };
+        write_meta(&dir.join(META_FILE), &meta).map_err(|e| ApiError::internal(format!("cannot write session settings: {e}")))?;
+        let journal = Journal::open(&id, &dir).await.map_err(|e| ApiError::internal(format!("cannot open the journal: {e}")))?;
+        let shared = self.shared_for(&meta, &dir, Arc::clone(&journal));
+        let session = Arc::new(Session {
+            meta: Mutex::new(meta.clone()),
+            dir: dir.clone(),
+            shared,
+            status: Mutex::new(Status { state: SessionState::Idle, turns: 0, cancel: None, ended: None, commands: None }),
+        });
+        let started = SessionStarted { agent: req.agent.clone(), native_session_id: None, model: req.model.clone(), cwd: meta.cwd.clone() };
+        journal.emit(EventSource::Runtime, EventData::SessionStarted(started), None);
+        let settings = self.settings(&session, Some(binary));
+        let driver = match agents::start_driver(spec, settings).await {
+            Ok(d) => d,
+            Err(gone) => {
+                let ended = end_with_error(&session, &gone.0);
+                self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), Arc::clone(&session));
+                journal.flushed().await;
+                let _ = ended;
+                return Err(ApiError::new(
+                    crate::api::ProblemKind::Internal,
+                    format!("the {} agent did not start: {}", req.agent, gone.0),
+                ));
+            }
+        };
+        self.spawn_actor(Arc::clone(&session), Some(driver));
+        self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&session));
+        journal.flushed().await;
+        Ok(session.info())
+    }
+
+    fn settings(&self, session: &Session, binary: Option<PathBuf>) -> SessionSettings {
+        let meta = session.meta.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        SessionSettings {
+            request: meta.request,
+            cwd: PathBuf::from(meta.cwd),
+            dir: session.dir.clone(),
+            native_session_id: session.shared.native_session_id.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            binary,
+        }
+    }
+
+    fn spawn_actor(&self, session: Arc<Session>, driver: Option<Box<dyn AgentDriver>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        session.status.lock().unwrap_or_else(|e| e.into_inner()).commands = Some(tx);
+        tokio::spawn(actor(self.clone(), session, driver, rx));
+    }
+
+    /// All sessions, oldest first.
+    pub(crate) fn list(&self) -> Vec<SessionInfo> {
+        let sessions: Vec<Arc<Session>> = self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut out: Vec<SessionInfo> = sessions.iter().map(|s| s.info()).collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// One session.
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<Session>, ApiError> {
+        self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned().ok_or_else(|| {
+            ApiError::not_found(format!("no session `{id}`; GET /v1/sessions lists them"))
+        })
+    }
+
+    /// Its info.
+    pub(crate) fn info(&self, id: &str) -> Result<SessionInfo, ApiError> {
+        Ok(self.get(id)?.info())
+    }
+
+    /// Starts a turn; with `wait`, returns when it has ended (or the wait timed out).
+    pub(crate) async fn send(&self, id: &str, text: String, wait: bool, timeout: Option<Duration>) -> Result<SendMessageResponse, ApiError> {
+        let session = self.get(id)?;
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request("`text` is empty: send the message you want the agent to act on"));
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let (turn_id, first_sequence) = {
+            let mut st = session.status.lock().unwrap_or_else(|e| e.into_inner());
+            match st.state {
+                SessionState::Ended => {
+                    return Err(ApiError::conflict(format!("session `{id}` has ended; create a new session")));
+                }
+                SessionState::Running => {
+                    return Err(ApiError::conflict(format!(
+                        "session `{id}` is already running a turn; wait for its turn.completed or cancel it"
+                    )));
+                }
+                SessionState::Idle => {}
+            }
+            let Some(commands) = st.commands.clone() else {
+                return Err(ApiError::conflict(format!("session `{id}` is shutting down")));
+            };
+            st.turns += 1;
+            let turn_id = format!("turn_{}", st.turns);
+            let cancel = CancellationToken::new();
+            st.cancel = Some(cancel.clone());
+            st.state = SessionState::Running;
+            // Numbered under the status lock, so `turn.started` always follows the previous turn's end.
+            let seq = session.shared.journal.emit(
+                EventSource::Runtime,
+                EventData::TurnStarted(TurnStarted { turn_id: turn_id.clone() }),
+                None,
+            );
+            let cmd = Command::Turn { turn_id: turn_id.clone(), text, cancel, started: Instant::now(), done: wait.then_some(done_tx) };
+            if commands.send(cmd).is_err() {
+                st.state = SessionState::Idle;
+                return Err(ApiError::conflict(format!("session `{id}` is shutting down")));
+            }
+            (turn_id, seq)
+        };
+        let completed = if wait {
+            match tokio::time::timeout(timeout.unwrap_or(DEFAULT_WAIT), done_rx).await {
+                Ok(Ok(c)) => Some(c),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(SendMessageResponse { turn_id, first_sequence, completed })
+    }
+
+    /// Answers a permission request.
+    pub(crate) fn reply_permission(&self, id: &str, permission_id: &str, reply: PermissionReply) -> Result<(), ApiError> {
+        let session = self.get(id)?;
+        let pending = session.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(permission_id);
+        match pending {
+            Some(Pending::Permission(tx)) => {
+                let message = match (reply.decision, reply.message) {
+                    (PermissionDecision::Deny, None) => Some("the user denied this".to_owned()),
+                    (_, m) => m,
+                };
+                let data = PermissionResolved { permission_id: permission_id.to_owned(), decision: reply.decision, by: "user".into(), message: message.clone() };
+                session.shared.journal.emit(EventSource::Runtime, EventData::PermissionResolved(data), None);
+                let _ = tx.send((reply.decision, message));
+                Ok(())
+            }
+            Some(other) => {
+                session.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(permission_id.to_owned(), other);
+                Err(ApiError::bad_request(format!("`{permission_id}` is a question; answer it at /questions/{permission_id}")))
+            }
+            None => Err(ApiError::not_found(format!(
+                "no pending permission request `{permission_id}` in session `{id}` (already answered, or the turn ended)"
+            ))),
+        }
+    }
+
+    /// Answers (or rejects) a question.
+    pub(crate) fn reply_question(&self, id: &str, question_id: &str, reply: QuestionReply) -> Result<(), ApiError> {
+        let session = self.get(id)?;
+        let pending = session.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(question_id);
+        match pending {
+            Some(Pending::Question(tx)) => {
+                let data = QuestionResolved { question_id: question_id.to_owned(), answer: reply.answer.clone() };
+                session.shared.journal.emit(EventSource::Runtime, EventData::QuestionResolved(data), None);
+                let _ = tx.send(reply.answer);
+                Ok(())
+            }
+            Some(other) => {
+                session.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(question_id.to_owned(), other);
+                Err(ApiError::bad_request(format!("`{question_id}` is a permission request; answer it at /permissions/{question_id}")))
+            }
+            None => Err(ApiError::not_found(format!(
+                "no pending question `{question_id}` in session `{id}` (already answered, or the turn ended)"
+            ))),
+        }
+    }
+
+    /// Cancels the running turn; `false` when none was running.
+    pub(crate) fn cancel(&self, id: &str) -> Result<bool, ApiError> {
+        let session = self.get(id)?;
+        let st = session.status.lock().unwrap_or_else(|e| e.into_inner());
+        match (&st.state, &st.cancel) {
+            (SessionState::Running, Some(c)) => {
+                c.cancel();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Ends a session (cancelling a running turn), and with `forget` deletes its journal.
+    pub(crate) async fn end(&self, id: &str, forget: bool) -> Result<SessionInfo, ApiError> {
+        let session = self.get(id)?;
+        let commands = {
+            let st = session.status.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = &st.cancel {
+                c.cancel();
+            }
+            st.commands.clone()
+        };
+        if let Some(commands) = commands {
+            let (tx, rx) = oneshot::channel();
+            if commands.send(Command::End { by: "user".into(), done: tx }).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        session.shared.journal.flushed().await;
+        let info = session.info();
+        if forget {
+            self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            let dir = session.dir.clone();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        }
+        Ok(info)
+    }
+
+    /// Ends every live session (runtime shutdown): agents are stopped, journals closed.
+    pub async fn shutdown_all(&self) {
+        let sessions: Vec<Arc<Session>> = self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for s in sessions {
+            let commands = {
+                let st = s.status.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(c) = &st.cancel {
+                    c.cancel();
+                }
+                st.commands.clone()
+            };
+            if let Some(commands) = commands {
+                let (tx, rx) = oneshot::channel();
+                if commands.send(Command::End { by: "runtime".into(), done: tx }).is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a session's turns one at a time.
+async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Box<dyn AgentDriver>>, mut rx: mpsc::UnboundedReceiver<Command>) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Command::Turn { turn_id, text, cancel, started, done } => {
+                let ctx = TurnCtx { shared: Arc::clone(&session.shared), cancel };
+                let user = ctx.start_item(ItemKind::Message, Some(Role::User), None, None, Vec::new(), None);
+                let content = vec![ContentPart::Text { text: text.clone() }];
+                ctx.complete_item(&user, ItemKind::Message, Some(Role::User), None, None, ItemStatus::Completed, content, None);
+                if driver.is_none() {
+                    // After a restart: start the agent again, resuming its own session.
+                    let agent = session.meta.lock().unwrap_or_else(|e| e.into_inner()).request.agent.clone();
+                    let started_driver = match mgr.inner.agents.spec(&agent) {
+                        Ok(spec) => match mgr.inner.agents.require_binary(spec).await {
+                            Ok(bin) => agents::start_driver(spec, mgr.settings(&session, Some(bin))).await.map_err(|g| g.0),
+                            Err(e) => Err(e.to_string()),
+                        },
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match started_driver {
+                        Ok(d) => driver = Some(d),
+                        Err(msg) => {
+                            finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done);
+                            end_with_error(&session, &format!("the agent could not be restarted: {msg}"));
+                            break;
+                        }
+                    }
+                }
+                let Some(d) = driver.as_mut() else { break };
+                match d.turn(&text, &ctx).await {
+                    Ok(end) => {
+                        let outcome = if end.cancelled {
+                            TurnOutcome::Cancelled
+                        } else if end.failed.is_some() {
+                            TurnOutcome::Failed
+                        } else {
+                            TurnOutcome::Completed
+                        };
+                        let data = TurnCompleted {
+                            turn_id: turn_id.clone(),
+                            outcome,
+                            stop_reason: end.stop_reason,
+                            text: end.text,
+                            usage: end.usage,
+                            cost_usd: end.cost_usd,
+                            duration_ms: started.elapsed().as_millis() as u64,
+                        };
+                        finish_turn(&session, &turn_id, started, outcome, Some(data), done);
+                    }
+                    Err(gone) => {
+                        ctx.error(EventSource::Runtime, "agent_crashed", gone.0.clone(), None, None);
+                        finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done);
+                        d.shutdown().await;
+                        end_with_error(&session, &gone.0);
+                        break;
+                    }
+                }
+            }
+            Command::End { by, done } => {
+                if let Some(d) = driver.as_mut() {
+                    d.shutdown().await;
+                }
+                let reason = if by == "runtime" { EndReason::Terminated } else { EndReason::Completed };
+                let data = SessionEnded { reason, terminated_by: by, message: None };
+                mark_ended(&session, data);
+                session.shared.journal.flushed().await;
+                let _ = done.send(());
+                break;
+            }
+        }
+    }
+    // Whatever is still waiting for a person gets a closed channel (a denial).
+    session.shared.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    session.status.lock().unwrap_or_else(|e| e.into_inner()).commands = None;
+}
+
+/// Emits `turn.completed` and makes the session idle again.
+fn finish_turn(session: &Session, turn_id: &str, started: Instant, outcome: TurnOutcome, data: Option<TurnCompleted>, done: Option<oneshot::Sender<TurnCompleted>>) {
+    let data = data.unwrap_or_else(|| TurnCompleted {
+        turn_id: turn_id.to_owned(),
+        outcome,
+        stop_reason: None,
+        text: None,
+        usage: None,
+        cost_usd: None,
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+    let mut st = session.status.lock().unwrap_or_else(|e| e.into_inner());
+    session.shared.journal.emit(EventSource::Runtime, EventData::TurnCompleted(data.clone()), None);
+    st.state = SessionState::Idle;
+    st.cancel = None;
+    drop(st);
+    if let Some(done) = done {
+        let _ = done.send(data);
+    }
+}
+
+fn end_with_error(session: &Session, message: &str) -> SessionEnded {
+    let data = SessionEnded { reason: EndReason::Error, terminated_by: "agent".into(), message: Some(message.to_owned()) };
+    mark_ended(session, data.clone());
+    data
+}
+
+fn mark_ended(session: &Session, data: SessionEnded) {
+    let mut st = session.status.lock().unwrap_or_else(|e| e.into_inner());
+    if st.ended.is_some() {
+        return;
+    }
+    session.shared.journal.emit(EventSource::Runtime, EventData::SessionEnded(data.clone()), None);
+    st.state = SessionState::Ended;
+    st.ended = Some(data);
+    st.cancel = None;
+}
+
+fn write_meta(path: &Path, meta: &Meta) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+fn validate_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "session id `{id}` is not allowed: use 1-64 letters, digits, `-` or `_` (or leave it out)"
+        )))
+    }
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 6];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}

@@ -1,0 +1,343 @@
+//! `/v1/agents/*` and `/v1/sessions/*`: agents, and sessions that drive them.
+//!
+//! - `journal.rs`: each session's numbered, disk-first event log.
+//! - `manager.rs`: the session table, turns, replies, cancel, end, and recovery after a restart.
+//! - `driver.rs`: the trait every agent adapter implements, and what a turn can do (emit, ask).
+//! - `agents.rs`: finding, versioning and installing agent binaries.
+//! - one file per adapter: `mock.rs`, `claude.rs` (+ `permission_mcp.rs`), `codex.rs`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
+use crate::api::session::{
+    AgentInfo, AgentList, CancelResponse, CreateSessionRequest, EndSessionQuery, EventPage, EventsQuery, InstallAgentRequest,
+    InstallAgentResponse, PermissionReply, QuestionReply, SendMessageRequest, SendMessageResponse, SessionInfo,
+    SessionList, SessionSseEvent, SESSION_EVENT,
+};
+use crate::api::Problem;
+
+mod agents;
+mod claude;
+mod codex;
+mod driver;
+mod journal;
+mod manager;
+mod mock;
+pub mod permission_mcp;
+
+pub use manager::SessionManager;
+
+/// Agents that have a binary to install.
+pub fn installable_agents() -> Vec<&'static str> {
+    agents::agent_ids().into_iter().filter(|a| *a != "mock").collect()
+}
+
+/// Installs an agent into the runtime's state directory `state_dir` (for `sbx-agent install-agent`).
+pub async fn install_agent_into(
+    state_dir: &std::path::Path,
+    agent: &str,
+    req: InstallAgentRequest,
+) -> Result<InstallAgentResponse, String> {
+    let registry = agents::AgentRegistry::new(state_dir.join("agents"));
+    let spec = registry.spec(agent).map_err(|e| e.to_string())?;
+    registry.install(spec, req).await.map_err(|e| e.to_string())
+}
+
+/// Largest page of `GET /events`.
+const MAX_PAGE: u64 = 1000;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents))
+        .routes(routes!(get_agent))
+        .routes(routes!(install_agent))
+        .routes(routes!(list_sessions, create_session))
+        .routes(routes!(get_session, end_session))
+        .routes(routes!(send_message))
+        .routes(routes!(session_events))
+        .routes(routes!(session_event_stream))
+        .routes(routes!(reply_permission))
+        .routes(routes!(reply_question))
+        .routes(routes!(cancel_turn))
+}
+
+/// Every agent this runtime knows, whether installed, its version and what it can do.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    responses(
+        (status = 200, description = "The agents", body = AgentList),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_agents(State(state): State<AppState>) -> ApiJson<AgentList> {
+    ApiJson(AgentList { agents: state.sessions().agents().list().await })
+}
+
+/// One agent, with its models and modes.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "`claude`, `codex` or `mock`")),
+    responses(
+        (status = 200, description = "The agent", body = AgentInfo),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent (the message lists the known ones)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<ApiJson<AgentInfo>> {
+    let agents = state.sessions().agents();
+    let spec = agents.spec(&id)?;
+    Ok(ApiJson(agents.info(spec).await))
+}
+
+/// Install an agent: keep what is there (unless `reinstall`), take a binary already in the sandbox
+/// (`fromPath`), or download it from a mirror with a SHA-256 check.
+#[utoipa::path(post, path = "/v1/agents/{id}/install", tag = "agents", request_body = InstallAgentRequest,
+    params(("id" = String, Path, description = "`claude` or `codex`")),
+    responses(
+        (status = 200, description = "Installed (or already there)", body = InstallAgentResponse),
+        (status = 400, description = "No source, a bad binary, or a checksum mismatch", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn install_agent(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<InstallAgentRequest>,
+) -> ApiResult<ApiJson<InstallAgentResponse>> {
+    let agents = state.sessions().agents();
+    let spec = agents.spec(&id)?;
+    if let Some(from) = &req.from_path {
+        state.fs().resolve(from)?;
+    }
+    Ok(ApiJson(agents.install(spec, req).await?))
+}
+
+/// Every session (live and ended), oldest first.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
+    responses(
+        (status = 200, description = "The sessions", body = SessionList),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_sessions(State(state): State<AppState>) -> ApiJson<SessionList> {
+    ApiJson(SessionList { sessions: state.sessions().list() })
+}
+
+/// Create a session and start its agent. Its first event is `session.started`.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = CreateSessionRequest,
+    responses(
+        (status = 201, description = "Created", body = SessionInfo),
+        (status = 400, description = "Bad settings, or the agent is not installed (the message says how to install it)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "cwd is outside the runtime's root", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent (the message lists the known ones)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A session with this id exists", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The agent did not start (the session is recorded as ended)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_session(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateSessionRequest>,
+) -> ApiResult<(StatusCode, ApiJson<SessionInfo>)> {
+    Ok((StatusCode::CREATED, ApiJson(state.sessions().create(req).await?)))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session", body = SessionInfo),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<ApiJson<SessionInfo>> {
+    Ok(ApiJson(state.sessions().info(&id)?))
+}
+
+/// End a session: cancel its turn, stop its agent, record `session.ended`. Its events stay readable
+/// unless `forget=true`.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id"), EndSessionQuery),
+    responses(
+        (status = 200, description = "Ended", body = SessionInfo),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn end_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<EndSessionQuery>,
+) -> ApiResult<ApiJson<SessionInfo>> {
+    Ok(ApiJson(state.sessions().end(&id, q.forget).await?))
+}
+
+/// Send a message: starts one turn. Follow it with the events (from `firstSequence - 1`), or pass
+/// `wait: true` to get its `turn.completed` data in the answer.
+#[utoipa::path(post, path = "/v1/sessions/{id}/messages", tag = "sessions", request_body = SendMessageRequest,
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The turn started (and with `wait`, ended)", body = SendMessageResponse),
+        (status = 400, description = "Empty message", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A turn is running, or the session has ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn send_message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SendMessageRequest>,
+) -> ApiResult<ApiJson<SendMessageResponse>> {
+    let timeout = req.timeout_ms.map(Duration::from_millis);
+    Ok(ApiJson(state.sessions().send(&id, req.text, req.wait, timeout).await?))
+}
+
+/// A page of a session's events after `offset`.
+#[utoipa::path(get, path = "/v1/sessions/{id}/events", tag = "sessions",
+    params(("id" = String, Path, description = "Session id"), EventsQuery),
+    responses(
+        (status = 200, description = "Events in sequence order", body = EventPage),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn session_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Response> {
+    let session = state.sessions().get(&id)?;
+    let journal = session.journal();
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
+    let ended = journal.finished();
+    let events = journal.after(offset, limit);
+    let next = events.last().map_or(offset, |e| e.sequence);
+    let has_more = journal.last_sequence() > next;
+    // The stored lines are already the JSON of each event: splice them instead of re-encoding.
+    let mut body = String::with_capacity(events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 64);
+    body.push_str("{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&e.json);
+    }
+    body.push_str(&format!("],\"nextOffset\":{next},\"hasMore\":{has_more},\"ended\":{}}}", ended && !has_more));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Follow a session's events as server-sent events (`event: event`, `id:` the sequence, `data:` one
+/// Event). Starts after `Last-Event-ID` (or `offset`), so a client that reconnects with the last id
+/// it saw gets every later event exactly once. The stream ends after `session.ended`.
+#[utoipa::path(get, path = "/v1/sessions/{id}/events/stream", tag = "sessions",
+    params(("id" = String, Path, description = "Session id"), EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The last sequence seen; wins over `offset`")),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = SessionSseEvent),
+        (status = 400, description = "Bad query or Last-Event-ID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn session_event_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Response> {
+    let session = state.sessions().get(&id)?;
+    let offset = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be the sequence number of an event"))?,
+        None => q.offset.unwrap_or(0),
+    };
+    let journal = std::sync::Arc::clone(session.journal());
+    Ok(Sse::new(follow(journal, offset)).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn follow(journal: std::sync::Arc<journal::Journal>, offset: u64) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    struct St {
+        journal: std::sync::Arc<journal::Journal>,
+        rx: tokio::sync::watch::Receiver<u64>,
+        after: u64,
+        queue: std::collections::VecDeque<std::sync::Arc<journal::Stored>>,
+    }
+    // Subscribe before the first read so nothing that becomes visible in between is missed.
+    let rx = journal.subscribe();
+    let st = St { journal, rx, after: offset, queue: Default::default() };
+    futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(e) = st.queue.pop_front() {
+                let ev = SseEvent::default().event(SESSION_EVENT).id(e.sequence.to_string()).data(&*e.json);
+                return Some((Ok(ev), st));
+            }
+            let finished = st.journal.finished();
+            let batch = st.journal.after(st.after, 256);
+            if let Some(last) = batch.last() {
+                st.after = last.sequence;
+                st.queue.extend(batch);
+                continue;
+            }
+            if finished {
+                return None;
+            }
+            if st.rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+}
+
+/// Answer a permission request (`permission.requested`): allow, allow always, or deny.
+#[utoipa::path(post, path = "/v1/sessions/{id}/permissions/{permission_id}", tag = "sessions", request_body = PermissionReply,
+    params(("id" = String, Path, description = "Session id"), ("permission_id" = String, Path, description = "From the event")),
+    responses(
+        (status = 204, description = "Answered; the agent goes on"),
+        (status = 400, description = "Bad body, or the id is a question", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session or pending request", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn reply_permission(
+    State(state): State<AppState>,
+    Path((id, permission_id)): Path<(String, String)>,
+    ApiJson(reply): ApiJson<PermissionReply>,
+) -> ApiResult<StatusCode> {
+    state.sessions().reply_permission(&id, &permission_id, reply)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answer (or, without `answer`, reject) a question (`question.requested`).
+#[utoipa::path(post, path = "/v1/sessions/{id}/questions/{question_id}", tag = "sessions", request_body = QuestionReply,
+    params(("id" = String, Path, description = "Session id"), ("question_id" = String, Path, description = "From the event")),
+    responses(
+        (status = 204, description = "Answered"),
+        (status = 400, description = "Bad body, or the id is a permission request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session or pending question", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn reply_question(
+    State(state): State<AppState>,
+    Path((id, question_id)): Path<(String, String)>,
+    ApiJson(reply): ApiJson<QuestionReply>,
+) -> ApiResult<StatusCode> {
+    state.sessions().reply_question(&id, &question_id, reply)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Cancel the running turn, if any.
+#[utoipa::path(post, path = "/v1/sessions/{id}/cancel", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "Done", body = CancelResponse),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel_turn(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<ApiJson<CancelResponse>> {
+    Ok(ApiJson(CancelResponse { cancelled: state.sessions().cancel(&id)? }))
+}
