@@ -20,6 +20,8 @@ pub use fs::{ByteStream, WriteOptions};
 mod process;
 pub use process::{FollowOptions, LogEvent, LogFollow, PtyEvent, PtyOptions, PtyReader, PtySession, PtyWriter};
 mod runtime_log;
+mod session;
+pub use session::EventFollow;
 pub mod sse;
 
 /// What can go wrong talking to the runtime.
@@ -194,4 +196,17 @@ pub async fn check(resp: Response) -> Result<Response> {
         p
     });
     Err(ClientError::Api { problem })
+}
+
+/// `segment` percent-encoded for use as one path segment (ids come from users and agents).
+pub(crate) fn encode_segment(segment: &str) -> String {
+    let mut enc = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    enc
 }

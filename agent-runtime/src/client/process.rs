@@ -203,15 +203,7 @@ impl Client {
 
 /// `/v1/processes/{id}{suffix}` with the id percent-encoded.
 fn proc_path(id: &str, suffix: &str) -> String {
-    let mut enc = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            enc.push(b as char);
-        } else {
-            enc.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("/v1/processes/{enc}{suffix}")
+    format!("/v1/processes/{}{suffix}", super::encode_segment(id))
 }
 
 /// A fresh `Sec-WebSocket-Key` (16 unpredictable-enough bytes; it only guards against caching proxies).
