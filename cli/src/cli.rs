@@ -80,6 +80,12 @@ pub enum Command {
     Down(commands::lifecycle::DownArgs),
     /// Destroy sbx sandboxes that are orphaned or past their ttl.
     Gc(commands::gc::GcArgs),
+    /// Agent sessions in a sandbox: new, ls, send, events, attach, export, cancel, end.
+    Session(commands::session::SessionArgs),
+    /// Ask an agent one thing in a sandbox and print its answer (a new session, one turn).
+    Prompt(commands::session::PromptArgs),
+    /// The coding agents in a sandbox: ls, install.
+    Agent(commands::agent::AgentArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }

@@ -151,6 +151,51 @@ impl State {
     }
 }
 
+/// Session events the CLI keeps (so a transcript outlives its sandbox).
+impl State {
+    /// Stores events (already stored ones are ignored), in one transaction.
+    pub fn record_events(&self, sandbox: &str, session: &str, events: &[(u64, String)]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("INSERT OR IGNORE INTO session_events (sandbox, session, seq, event) VALUES (?1, ?2, ?3, ?4)")?;
+            for (seq, json) in events {
+                stmt.execute(params![sandbox, session, *seq as i64, json])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The highest sequence stored for a session (0 when none).
+    pub fn last_event_seq(&self, sandbox: &str, session: &str) -> Result<u64> {
+        let n: Option<i64> = self.conn.query_row(
+            "SELECT MAX(seq) FROM session_events WHERE sandbox = ?1 AND session = ?2",
+            params![sandbox, session],
+            |r| r.get(0),
+        )?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    /// Every stored event of a session, in order, as JSON text.
+    pub fn session_events(&self, sandbox: &str, session: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT event FROM session_events WHERE sandbox = ?1 AND session = ?2 ORDER BY seq")?;
+        let rows = stmt.query_map(params![sandbox, session], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+
+    /// Sessions with stored events for a sandbox (for `session ls` after the sandbox is gone).
+    pub fn stored_sessions(&self, sandbox: &str) -> Result<Vec<(String, u64)>> {
+        let mut stmt =
+            self.conn.prepare("SELECT session, MAX(seq) FROM session_events WHERE sandbox = ?1 GROUP BY session ORDER BY session")?;
+        let rows = stmt.query_map(params![sandbox], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+}
+
 const SELECT: &str =
     "SELECT name, provider, id, status, endpoint, token, layout, labels, run_id, created_at, expires_at FROM sandboxes";
 

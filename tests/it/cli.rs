@@ -436,3 +436,61 @@ fn concurrent_ups_never_corrupt_the_state() {
     }
     assert_eq!(sbx.sandbox_dirs().len(), want.len(), "no half-made leftovers from the losers");
 }
+
+/// Agent sessions through the CLI with the mock agent: new, send, prompt (exit codes), approvals,
+/// events as JSON lines, and transcripts that outlive the sandbox.
+#[test]
+fn sessions_prompt_and_transcripts_through_the_cli() {
+    let sbx = Sbx::new();
+    sbx.ok(&["up", "--provider", "local", "--name", "ag"]);
+    let out = sbx.ok(&["agent", "ls", "ag", "--json"]);
+    let agents: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(agents.as_array().expect("array").len(), 3);
+
+    let out = sbx.ok(&["session", "new", "ag", "--agent", "mock", "--permission-mode", "allow-all", "--id", "s1"]);
+    assert_eq!(text(&out.stdout), "s1\n");
+    let out = sbx.ok(&["session", "send", "ag", "s1", "write hello.txt hi\necho done"]);
+    assert_eq!(text(&out.stdout), "wrote hello.txt\ndone\n", "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("→ write"), "tool calls are shown: {}", text(&out.stderr));
+    let out = sbx.ok(&["exec", "ag", "--", "cat", "hello.txt"]);
+    assert_eq!(text(&out.stdout), "hi");
+
+    // prompt: the answer on stdout; a failing agent exits 1.
+    let out = sbx.ok(&["prompt", "ag", "echo hello", "--agent", "mock"]);
+    assert_eq!(text(&out.stdout), "hello\n");
+    let out = sbx.run(&["prompt", "ag", "fail the tests are red", "--agent", "mock"]);
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("the tests are red"), "{}", text(&out.stderr));
+    // Not a terminal and no --approve: permission requests are denied, and the tool does not run.
+    let out = sbx.ok(&["prompt", "ag", "write denied.txt x", "--agent", "mock"]);
+    assert!(text(&out.stdout).contains("not allowed"), "{}", text(&out.stdout));
+    assert_ne!(code(&sbx.run(&["exec", "ag", "--", "test", "-e", "denied.txt"])), 0);
+    sbx.ok(&["prompt", "ag", "write allowed.txt x", "--agent", "mock", "--approve", "all"]);
+    sbx.ok(&["exec", "ag", "--", "test", "-e", "allowed.txt"]);
+    // Unknown agent: a usage error that lists the agents.
+    let out = sbx.run(&["prompt", "ag", "hi", "--agent", "gpt-pilot"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("claude, codex, mock"), "{}", text(&out.stderr));
+
+    // events --json: one event per line, gapless.
+    let out = sbx.ok(&["session", "events", "ag", "s1", "--json"]);
+    let seqs: Vec<u64> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line")["sequence"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let out = sbx.ok(&["session", "ls", "ag", "--json"]);
+    let sessions: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(sessions.as_array().expect("array").len() >= 4);
+
+    // The transcript outlives the sandbox.
+    sbx.ok(&["down", "ag"]);
+    let out = sbx.ok(&["session", "export", "ag", "s1", "--format", "markdown"]);
+    let md = text(&out.stdout);
+    assert!(md.starts_with("# Session s1 (mock)"), "{md}");
+    assert!(md.contains("**User:** write hello.txt hi") && md.contains("tool `write`") && md.contains("done"), "{md}");
+    let out = sbx.ok(&["session", "export", "ag", "s1", "--format", "jsonl"]);
+    assert_eq!(text(&out.stdout).lines().count(), seqs.len());
+    let out = sbx.ok(&["session", "ls", "ag"]);
+    assert!(text(&out.stdout).contains("s1"));
+}

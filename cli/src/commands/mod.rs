@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod agent;
 pub mod completions;
 pub mod exec;
 pub mod fs;
@@ -9,6 +10,7 @@ pub mod logs;
 pub mod ls;
 pub mod shell;
 pub mod status;
+pub mod session;
 pub mod up;
 
 use anyhow::Result;
@@ -36,6 +38,9 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Resume(a) => lifecycle::pause(&ctx, a, false).await,
         Command::Down(a) => lifecycle::down(&ctx, a).await,
         Command::Gc(a) => gc::run(&ctx, a).await,
+        Command::Session(a) => session::run(&ctx, a).await,
+        Command::Prompt(a) => session::prompt(&ctx, a).await,
+        Command::Agent(a) => agent::run(&ctx, a).await,
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

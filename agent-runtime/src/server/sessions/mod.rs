@@ -111,8 +111,9 @@ async fn install_agent(
 ) -> ApiResult<ApiJson<InstallAgentResponse>> {
     let agents = state.sessions().agents();
     let spec = agents.spec(&id)?;
+    let mut req = req;
     if let Some(from) = &req.from_path {
-        state.fs().resolve(from)?;
+        req.from_path = Some(state.fs().resolve(from)?.to_string_lossy().into_owned());
     }
     Ok(ApiJson(agents.install(spec, req).await?))
 }
