@@ -221,6 +221,7 @@ impl ServerArgs {
             limits,
             log_file: (!log_to_stdout()).then(|| self.log_dir.clone().unwrap_or_else(default_log_dir).join(LOG_FILE)),
             state_dir: Some(self.state_dir.clone().unwrap_or_else(state_dir)),
+            helper_exe: None,
         })
     }
 }

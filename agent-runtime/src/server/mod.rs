@@ -62,6 +62,10 @@ pub struct ServerConfig {
     /// Where sessions' journals and installed agents live (`None`: a temporary directory, so nothing
     /// survives a restart).
     pub state_dir: Option<PathBuf>,
+    /// The `sbx-agent` executable that helper subcommands (such as the permission MCP server agents
+    /// start) run from; `None` means this process's own executable, which is right unless the server
+    /// is embedded in another program (tests).
+    pub helper_exe: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -76,6 +80,7 @@ impl ServerConfig {
             limits: Default::default(),
             log_file: None,
             state_dir: None,
+            helper_exe: None,
         }
     }
 }
@@ -97,7 +102,7 @@ impl AppState {
     pub fn new(config: ServerConfig) -> std::io::Result<Self> {
         let fs = fs::FsRoot::new(config.root.clone())?;
         let processes = processes::ProcessManager::new(config.limits.clone(), fs.clone());
-        let sessions = sessions::SessionManager::new(config.state_dir.clone(), fs.clone())?;
+        let sessions = sessions::SessionManager::new(config.state_dir.clone(), config.helper_exe.clone(), fs.clone())?;
         Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes, sessions })))
     }
     /// The config the server started with.

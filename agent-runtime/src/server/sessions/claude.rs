@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 
 use futures::stream::FuturesUnordered;
 use futures::{Future, StreamExt};
@@ -25,7 +24,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
-use super::driver::{agent_command, collect_stderr, AgentDriver, AgentGone, SessionSettings, TurnCtx, TurnEnd};
+use super::driver::{agent_command, collect_stderr, AgentDriver, AgentGone, SessionSettings, StderrTail, TurnCtx, TurnEnd};
 use super::permission_mcp;
 use crate::api::session::{ContentPart, EventSource, ItemKind, ItemStatus, PermissionKind, Role, Usage};
 
@@ -39,7 +38,7 @@ struct Proc {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    stderr: Arc<Mutex<String>>,
+    stderr: StderrTail,
 }
 
 /// Claude Code behind one session.
@@ -67,7 +66,10 @@ impl ClaudeDriver {
     }
 
     fn spawn(&mut self) -> Result<(), AgentGone> {
-        let me = std::env::current_exe().map_err(|e| AgentGone(format!("cannot find sbx-agent itself: {e}")))?;
+        let me = match &self.settings.helper_exe {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| AgentGone(format!("cannot find sbx-agent itself: {e}")))?,
+        };
         let mut servers = serde_json::Map::new();
         servers.insert(
             permission_mcp::SERVER_NAME.into(),
@@ -127,9 +129,10 @@ impl AgentDriver for ClaudeDriver {
             let mut bytes = line.to_string().into_bytes();
             bytes.push(b'\n');
             if let Err(e) = async { p.stdin.write_all(&bytes).await?; p.stdin.flush().await }.await {
-                let tail = p.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                self.kill().await;
-                return Err(AgentGone(format!("claude is not taking input ({e}); its last words: {}", tail.trim())));
+                let _ = p.child.wait().await;
+                let tail = p.stderr.last_words().await;
+                self.proc = None;
+                return Err(AgentGone(format!("claude is not taking input ({e}); its last words: {tail}")));
             }
         }
         let mut tr = Translator::default();
@@ -146,13 +149,10 @@ impl AgentDriver for ClaudeDriver {
                     }
                     _ => {
                         let status = proc.child.wait().await.ok();
-                        // Let the stderr reader catch up with the last lines.
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        let tail = proc.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        let tail = proc.stderr.last_words().await;
                         break Err(AgentGone(format!(
-                            "claude exited ({}) in the middle of a turn: {}",
+                            "claude exited ({}) in the middle of a turn: {tail}",
                             status.map(|s| s.to_string()).unwrap_or_else(|| "unknown status".into()),
-                            last_lines(&tail)
                         )));
                     }
                 },
@@ -194,13 +194,6 @@ impl AgentDriver for ClaudeDriver {
         self.listener.abort();
         let _ = std::fs::remove_file(&self.socket);
     }
-}
-
-fn last_lines(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = lines.len().saturating_sub(5);
-    let out = lines[start..].join(" | ");
-    if out.is_empty() { "(nothing on stderr)".into() } else { out }
 }
 
 /// Accepts the MCP relay's connections and hands each request to the turn.
@@ -480,7 +473,17 @@ impl Translator {
                 .filter(|t| !t.is_empty())
                 .or_else(|| v.get("errors").map(|e| e.to_string()))
                 .unwrap_or_else(|| format!("claude ended the turn with {}", v.get("subtype").and_then(Value::as_str).unwrap_or("an error")));
-            let (code, status) = classify_error(&message);
+            let (code, mut status) = classify_error(&message);
+            // Claude Code reports the model API's status separately; prefer it to parsing the text.
+            if let Some(s) = v.get("api_error_status").and_then(Value::as_u64) {
+                status = u16::try_from(s).ok();
+            }
+            let code = match status {
+                Some(401) | Some(403) => "model_auth",
+                Some(429) => "model_rate_limited",
+                Some(_) => "model_error",
+                None => code,
+            };
             ctx.error(EventSource::Agent, code, message.clone(), status, Some(v));
             end.failed = Some(message);
         }

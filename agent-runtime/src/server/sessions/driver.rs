@@ -54,6 +54,8 @@ pub(crate) struct SessionSettings {
     pub(crate) native_session_id: Option<String>,
     /// The agent binary.
     pub(crate) binary: Option<PathBuf>,
+    /// The `sbx-agent` executable for helper subcommands (`None`: this one).
+    pub(crate) helper_exe: Option<PathBuf>,
 }
 
 /// A question or permission waiting for a person.
@@ -294,12 +296,32 @@ pub(crate) fn agent_command(program: &std::path::Path, settings: &SessionSetting
     cmd
 }
 
-/// Reads stderr of an agent into a bounded tail (for error messages when it crashes).
-pub(crate) fn collect_stderr(stderr: tokio::process::ChildStderr) -> Arc<Mutex<String>> {
+/// The tail of an agent's stderr (for error messages when it fails).
+pub(crate) struct StderrTail {
+    text: Arc<Mutex<String>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl StderrTail {
+    /// Its last few non-empty lines, after waiting (briefly) for the agent's stderr to close, so what
+    /// a crashing agent said last is included.
+    pub(crate) async fn last_words(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
+        }
+        let text = self.text.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let out = lines[lines.len().saturating_sub(5)..].join(" | ");
+        if out.is_empty() { "(nothing on stderr)".into() } else { out }
+    }
+}
+
+/// Keeps the last few KB of an agent's stderr (also logged at debug level).
+pub(crate) fn collect_stderr(stderr: tokio::process::ChildStderr) -> StderrTail {
     use tokio::io::AsyncBufReadExt;
     let tail = Arc::new(Mutex::new(String::new()));
     let out = Arc::clone(&tail);
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             tracing::debug!(target: "sbx_agent::agent_stderr", "{line}");
@@ -313,5 +335,5 @@ pub(crate) fn collect_stderr(stderr: tokio::process::ChildStderr) -> Arc<Mutex<S
             }
         }
     });
-    tail
+    StderrTail { text: tail, reader: Some(reader) }
 }

@@ -109,13 +109,14 @@ struct Inner {
     fs: FsRoot,
     agents: AgentRegistry,
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
+    helper_exe: Option<PathBuf>,
     /// Holds a temporary directory alive when no state directory was configured.
     _temp: Option<tempfile::TempDir>,
 }
 
 impl SessionManager {
     /// Sessions kept under `state_dir/sessions` (a temporary directory when `None`).
-    pub fn new(state_dir: Option<PathBuf>, fs: FsRoot) -> std::io::Result<Self> {
+    pub fn new(state_dir: Option<PathBuf>, helper_exe: Option<PathBuf>, fs: FsRoot) -> std::io::Result<Self> {
         let (base, temp) = match state_dir {
             Some(d) => (d, None),
             None => {
@@ -125,7 +126,7 @@ impl SessionManager {
         };
         let agents = AgentRegistry::new(base.join("agents"));
         let dir = base.join("sessions");
-        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), _temp: temp }) })
+        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, _temp: temp }) })
     }
 
     /// The agents.
@@ -338,6 +339,7 @@ impl SessionManager {
             dir: session.dir.clone(),
             native_session_id: session.shared.native_session_id.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             binary,
+            helper_exe: self.inner.helper_exe.clone(),
         }
     }
 
