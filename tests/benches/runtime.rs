@@ -3,7 +3,9 @@
 //!
 //! - `POST /v1/processes/run` of `true` (HTTP round trip + spawn) vs spawning `true` directly;
 //! - a 200 MB streamed upload (`PUT /v1/fs/file`) vs `cp` of the same file on the same disk;
-//! - the static runtime's size on disk and its idle RSS.
+//! - the static runtime's size on disk and its idle RSS;
+//! - agent session events per second: the mock agent streams 200,000 deltas, each journaled on disk and
+//!   followed over SSE by the typed client.
 //!
 //! Run: `cargo bench -p sbx-tests --bench runtime` (uses the static runtime from
 //! install/build-runtime.sh when present, else the debug build).
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 fn runtime_binary() -> PathBuf {
@@ -135,5 +138,26 @@ async fn main() {
     println!("  ratio upload/cp:        {:.2}x", up.as_secs_f64() / cp.as_secs_f64());
     let busy_rss = rss_kib(child.id().unwrap()).unwrap_or(0);
     println!("  RSS after upload:       {:.2} MB (streams, so this stays small)", busy_rss as f64 / 1024.0);
+
+    // Session events: the mock agent streams deltas; each is journaled on disk, then sent over SSE.
+    let client = sbx_agent::client::Client::new(&url, Some(token.clone())).unwrap();
+    let req = sbx_agent::api::session::CreateSessionRequest { agent: "mock".into(), ..Default::default() };
+    let session = client.create_session(&req).await.expect("mock session");
+    let n = 200_000u64;
+    let t = Instant::now();
+    let turn = client.send_message(&session.id, &format!("stream {n}"), false).await.expect("send");
+    let mut follow = client.follow_events(&session.id, turn.first_sequence - 1).await.expect("follow");
+    let mut received = 0u64;
+    while let Some(ev) = follow.next().await {
+        let ev = ev.expect("event");
+        received += 1;
+        if matches!(ev.body, sbx_agent::api::session::EventData::TurnCompleted(_)) {
+            break;
+        }
+    }
+    let took = t.elapsed();
+    println!("  session events via SSE: {received} in {} = {:.0} events/s (target >= 100000/s)", fmt(took), received as f64 / took.as_secs_f64());
+    let rss = rss_kib(child.id().unwrap()).unwrap_or(0);
+    println!("  RSS after the stream:   {:.2} MB (every event is kept in memory for replay)", rss as f64 / 1024.0);
     let _ = child.kill().await;
 }
