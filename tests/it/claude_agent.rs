@@ -362,3 +362,117 @@ async fn claude_session_survives_a_sigkilled_runtime() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// The real claude inside a Docker sandbox, all through the CLI: `sbx agent install --from-host`
+/// copies the host's binary in, then a two-turn session against the fake LLM on the Docker bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_in_a_docker_sandbox_through_the_cli() {
+    let Some(bin) = claude_bin() else { return };
+    if !sbx_tests::docker_available() {
+        eprintln!("skipped: Docker is not available");
+        return;
+    }
+    let Some(gateway) = sbx_tests::fake_llm::docker_bridge_gateway() else {
+        panic!("Docker answers but its bridge network has no gateway address to put the fake LLM on");
+    };
+    let llm = FakeLlm::start_on(gateway).await;
+    let home = tempfile::tempdir().unwrap();
+    let name = format!("claude-{}", &sbx_tests::random_token()[..8]);
+    let sbx = |args: &[&str]| {
+        let home = home.path().to_path_buf();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let bin = bin.clone();
+        async move {
+            tokio::process::Command::new(sbx_tests::bin("sbx"))
+                .args(&args)
+                .env("XDG_STATE_HOME", &home)
+                .env("SBX_RUNTIME", sbx_tests::static_runtime())
+                .env("SBX_CLAUDE_BIN", &bin)
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = |out: &std::process::Output, what: &str| {
+        assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    struct Down(std::path::PathBuf, String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(sbx_tests::bin("sbx")).args(["down", &self.1]).env("XDG_STATE_HOME", &self.0).output();
+        }
+    }
+    ok(&sbx(&["up", "--provider", "docker", "--image", &crate::conformance::base_image(), "--name", &name]).await, "sbx up");
+    let _down = Down(home.path().to_path_buf(), name.clone());
+    let out = sbx(&["agent", "install", &name, "claude", "--from-host", "--json"]).await;
+    let installed: serde_json::Value = serde_json::from_str(&ok(&out, "agent install")).unwrap();
+    assert_eq!(installed["source"], "path");
+    assert!(installed["agent"]["version"].as_str().unwrap_or_default().contains("Claude Code"), "{installed}");
+
+    llm.push(Reply::tool("Write", json!({"file_path": "/tmp/work/hello.txt", "content": "written in docker"})));
+    llm.push(Reply::text("Done: hello.txt is written."));
+    llm.push(Reply::text("It says: written in docker."));
+    ok(&sbx(&["exec", &name, "--", "mkdir", "-p", "/tmp/work"]).await, "mkdir");
+    let base = format!("ANTHROPIC_BASE_URL={}", llm.base_url());
+    let out = sbx(&[
+        "session", "new", &name, "--agent", "claude", "--permission-mode", "allow-all", "--cwd", "/tmp/work", "--id", "c1",
+        "-e", &base, "-e", "ANTHROPIC_API_KEY=sk-test-not-real", "-e", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        "-e", "CLAUDE_CODE_MAX_RETRIES=0",
+    ])
+    .await;
+    assert_eq!(ok(&out, "session new"), "c1\n");
+    let out = sbx(&["session", "send", &name, "c1", "write hello.txt"]).await;
+    assert_eq!(ok(&out, "turn 1"), "Done: hello.txt is written.\n");
+    let out = sbx(&["exec", &name, "--", "cat", "/tmp/work/hello.txt"]).await;
+    assert_eq!(ok(&out, "cat"), "written in docker");
+    let out = sbx(&["session", "send", &name, "c1", "what does it say?"]).await;
+    assert_eq!(ok(&out, "turn 2"), "It says: written in docker.\n");
+    let out = sbx(&["session", "events", &name, "c1", "--json"]).await;
+    let events: Vec<Event> = ok(&out, "events").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_gapless(&events);
+    let kinds: Vec<&str> = events.iter().map(|e| e.body.type_name()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "turn.completed").count(), 2);
+    assert!(kinds.contains(&"permission.requested") && kinds.contains(&"item.delta"));
+    assert!(llm.requests().iter().all(|r| r.auth), "every model request carried the key the user passed");
+}
+
+/// MCP servers and skills given at session creation reach Claude Code in its own config.
+#[tokio::test]
+async fn claude_gets_the_sessions_mcp_servers_and_skills() {
+    let Some(bin) = claude_bin() else { return };
+    let s = setup(&bin).await;
+    let work = tempfile::tempdir().unwrap();
+    let skill = work.path().join("skills/release-notes");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: release-notes\ndescription: Write release notes.\n---\nList the changes.\n").unwrap();
+    let mut req = session(&s, work.path(), PermissionPolicy::AllowAll);
+    // Any stdio MCP server will do: the runtime's own permission server answers `initialize`.
+    req.mcp_servers = vec![sbx_agent::api::session::McpServer {
+        name: "extra".into(),
+        command: Some(sbx_tests::bin("sbx-agent").to_string_lossy().into_owned()),
+        args: vec!["permission-mcp".into(), "--socket".into(), "/nonexistent".into()],
+        env: Default::default(),
+        url: None,
+        headers: Default::default(),
+    }];
+    req.skills = vec![skill.to_string_lossy().into_owned()];
+    s.llm.push(Reply::text("hello"));
+    let info = s.rt.client.create_session(&req).await.unwrap();
+    let events = turn(&s.rt.client, &info.id, "hi", |_| PermissionDecision::Allow).await;
+    let init = events
+        .iter()
+        .find_map(|e| match &e.body {
+            EventData::ItemCompleted(i) if i.kind == sbx_agent::api::session::ItemKind::System => e.raw.clone(),
+            _ => None,
+        })
+        .expect("an init system item with claude's own init line in raw");
+    let servers: Vec<&str> = init["mcp_servers"].as_array().unwrap().iter().filter_map(|m| m["name"].as_str()).collect();
+    assert!(servers.contains(&"extra") && servers.contains(&"sbx"), "{servers:?}");
+    assert!(s.home.path().join(".claude/skills/release-notes/SKILL.md").exists(), "the skill is linked into ~/.claude/skills");
+    let skills = init["skills"].to_string();
+    assert!(skills.contains("release-notes"), "claude sees the skill: {skills}");
+    s.rt.stop().await;
+}

@@ -298,6 +298,13 @@ impl Translator {
                 if let Some(id) = v.get("session_id").and_then(Value::as_str) {
                     ctx.set_native_session_id(id);
                 }
+                if v.get("subtype").and_then(Value::as_str) == Some("init") {
+                    // What Claude Code started with (model, tools, MCP servers, skills), kept in `raw`.
+                    let detail = v.get("model").and_then(Value::as_str).map(|m| format!("model {m}"));
+                    let part = vec![ContentPart::Status { label: "init".into(), detail }];
+                    let item = ctx.start_item(ItemKind::System, Some(Role::System), None, None, Vec::new(), None);
+                    ctx.complete_item(&item, ItemKind::System, Some(Role::System), None, None, ItemStatus::Completed, part, Some(v));
+                }
             }
             "stream_event" => self.stream_event(&v, ctx),
             "assistant" => self.assistant(&v, ctx),
