@@ -476,3 +476,31 @@ async fn claude_gets_the_sessions_mcp_servers_and_skills() {
     assert!(skills.contains("release-notes"), "claude sees the skill: {skills}");
     s.rt.stop().await;
 }
+
+/// Two claude sessions in one runtime at the same time: each gets its own answer and its own gapless
+/// stream.
+#[tokio::test]
+async fn two_claude_sessions_at_once() {
+    let Some(bin) = claude_bin() else { return };
+    let s = setup(&bin).await;
+    let (wa, wb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The fake answers by what the request asks, so the two sessions can't take each other's reply.
+    s.llm.set_default(Reply::with(|r| {
+        let asked = r.last_user_text().unwrap_or_default();
+        Reply::SlowText { text: if asked.contains("alpha") { "answer alpha".into() } else { "answer beta".into() }, chunks: 5, delay_ms: 100 }
+    }));
+    let a = s.rt.client.create_session(&session(&s, wa.path(), PermissionPolicy::AllowAll)).await.unwrap();
+    let b = s.rt.client.create_session(&session(&s, wb.path(), PermissionPolicy::AllowAll)).await.unwrap();
+    let (ea, eb) = tokio::join!(
+        turn(&s.rt.client, &a.id, "say alpha", |_| PermissionDecision::Allow),
+        turn(&s.rt.client, &b.id, "say beta", |_| PermissionDecision::Allow),
+    );
+    assert_eq!(completed(&ea).text.as_deref(), Some("answer alpha"));
+    assert_eq!(completed(&eb).text.as_deref(), Some("answer beta"));
+    for id in [&a.id, &b.id] {
+        let events = all_events(&s.rt.client, id).await;
+        assert_gapless(&events);
+        assert!(events.iter().all(|e| &e.session_id == id));
+    }
+    s.rt.stop().await;
+}

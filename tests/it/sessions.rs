@@ -441,3 +441,47 @@ async fn rt_turn(client: &Client, id: &str, text: &str) -> String {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Installing from a mirror: the URL template is filled in, the SHA-256 is read from `URL.sha256`,
+/// and a binary whose checksum does not match is refused and not installed.
+#[tokio::test]
+async fn agents_install_from_a_mirror_with_a_checksum() {
+    use sha2::{Digest, Sha256};
+    let script = b"#!/bin/sh\necho 'claude 7.7.7 (Claude Code)'\n".to_vec();
+    let good_sum = hex::encode(Sha256::digest(&script));
+    let served = script.clone();
+    let app = axum::Router::new()
+        .route("/claude/7.7.7/linux-x86_64/claude", axum::routing::get(move || { let b = served.clone(); async move { b } }))
+        .route("/claude/7.7.7/linux-x86_64/claude.sha256", axum::routing::get(move || { let s = good_sum.clone(); async move { format!("{s}  claude\n") } }))
+        .route("/codex/1.0/linux-x86_64/codex", axum::routing::get(|| async { b"#!/bin/sh\necho tampered\n".to_vec() }))
+        .route("/codex/1.0/linux-x86_64/codex.sha256", axum::routing::get(|| async { format!("{}\n", "ab".repeat(32)) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mirror = format!("http://{}/{{agent}}/{{version}}/{{os}}-{{arch}}/{{agent}}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = TestRuntime::start_with(|c| c.state_dir = Some(dir.path().to_path_buf())).await;
+    let req = |v: &str| sbx_agent::api::session::InstallAgentRequest {
+        version: Some(v.into()),
+        mirror_url: Some(mirror.clone()),
+        ..Default::default()
+    };
+    let done = rt.client.install_agent("claude", &req("7.7.7")).await.unwrap();
+    assert_eq!((done.source.as_str(), done.changed), ("mirror", true));
+    assert_eq!(done.agent.version.as_deref(), Some("claude 7.7.7 (Claude Code)"));
+    let again = rt.client.install_agent("claude", &req("7.7.7")).await.unwrap();
+    assert_eq!((again.source.as_str(), again.changed), ("present", false), "an installed agent is kept");
+    let err = rt.client.install_agent("codex", &req("1.0")).await.unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(!rt.client.agent("codex").await.unwrap().installed || which_codex_on_path(), "a bad download is not installed");
+    let none = rt.client.install_agent("codex", &sbx_agent::api::session::InstallAgentRequest { reinstall: true, ..Default::default() }).await;
+    if std::env::var_os("SBX_AGENT_MIRROR").is_none() {
+        let err = none.unwrap_err();
+        assert!(err.to_string().contains("--from-host") && err.to_string().contains("SBX_AGENT_MIRROR"), "{err}");
+    }
+    rt.stop().await;
+}
+
+fn which_codex_on_path() -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("codex").is_file()))
+}
