@@ -20,7 +20,8 @@ cargo build --locked --workspace --all-targets
 
 step "build the static runtime"
 SBX_RUNTIME="$(readlink -f "$(bash install/build-runtime.sh)")"
-export SBX_RUNTIME SBX_REQUIRE_DOCKER=1
+# CI has Docker and the real agents (test-deps installs them): their tests must run, not skip.
+export SBX_RUNTIME SBX_REQUIRE_DOCKER=1 SBX_REQUIRE_AGENTS=1
 
 step "Rust tests"
 cargo nextest run --locked --workspace --no-fail-fast --profile ci
