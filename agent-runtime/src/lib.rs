@@ -12,6 +12,8 @@
 pub mod api;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod credentials;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "client")]
@@ -31,6 +33,10 @@ pub mod server_env {
     pub const LOG_STDOUT: &str = "SBX_AGENT_LOG_STDOUT";
     /// Log filter (tracing `EnvFilter` syntax).
     pub const LOG: &str = "SBX_AGENT_LOG";
+    /// Prefix of variables the runtime hands to agent sessions only (`SBX_AGENT_SESSION_ENV_ANTHROPIC_API_KEY`
+    /// becomes `ANTHROPIC_API_KEY` for agents): how `sbx up --credentials` passes keys in without every
+    /// `sbx exec` seeing them. The runtime takes them out of its own environment at start.
+    pub const SESSION_ENV_PREFIX: &str = "SBX_AGENT_SESSION_ENV_";
 }
 
 /// Whether process `pid` is alive. A zombie (exited, not yet reaped, e.g. after being re-parented to a

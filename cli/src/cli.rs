@@ -86,6 +86,10 @@ pub enum Command {
     Prompt(commands::session::PromptArgs),
     /// The coding agents in a sandbox: ls, install.
     Agent(commands::agent::AgentArgs),
+    /// LLM credentials on this machine: list them (masked) or print them as shell assignments.
+    Credentials(commands::credentials::CredentialsArgs),
+    /// Cloud provider API keys in the OS keyring: login, logout, status.
+    Auth(commands::auth::AuthArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }

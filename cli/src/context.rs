@@ -51,7 +51,12 @@ impl Ctx {
             return Ok(client);
         }
         let provider = provider(&rec.provider).await?;
-        let layout = rec.layout.clone().unwrap_or_default();
+        let mut layout = rec.layout.clone().unwrap_or_default();
+        // A restarted runtime gets the credentials the user named at `sbx up`, read from this machine again.
+        if let Some(names) = rec.labels.get(sbx_providers::labels::CREDENTIALS) {
+            let names: Vec<String> = names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect();
+            layout.env.extend(crate::commands::up::credential_env(&names)?);
+        }
         sbx_providers::bootstrap::restart(provider.as_ref(), &rec.id, &handle, &layout)
             .await
             .with_context(|| format!("sandbox `{}`", rec.name))
@@ -85,9 +90,13 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<crate::output:
             }
             Ok(Arc::new(p))
         }
-        "e2b" | "daytona" | "vercel" | "modal" => Err(usage(format!(
+        "e2b" | "daytona" | "vercel" | "modal" => {
+            // The key is looked up the same way the providers will use it, so its error comes first.
+            crate::auth::require(crate::auth::provider_auth(name)?, None)?;
+            Err(usage(format!(
             "the `{name}` provider is not available in this build yet; use `local` or `docker`"
-        ))),
+            )))
+        }
         other => Err(usage(format!("unknown provider `{other}`; valid providers: {}", PROVIDERS.join(", ")))),
     }
 }

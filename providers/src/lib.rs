@@ -57,6 +57,9 @@ pub mod labels {
     /// Id of the host state database that records it (so `sbx gc` never takes another user's or another
     /// `XDG_STATE_HOME`'s sandboxes for orphans).
     pub const STATE_ID: &str = "dev.sbx.state-id";
+    /// Which agents' LLM credentials the user passed in (`sbx up --credentials`): names only, never
+    /// values; a runtime restart reads the values from the host again.
+    pub const CREDENTIALS: &str = "dev.sbx.credentials";
 }
 
 /// Network access of a sandbox.

@@ -45,6 +45,11 @@ SBX_AGENT_MIRROR=http://mirror.internal/{agent}/{version}/{agent} sbx-agent inst
         #[arg(long)]
         socket: PathBuf,
     },
+    /// Find the LLM credentials on this machine (masked unless --reveal), or print them as shell assignments.
+    Credentials {
+        #[command(subcommand)]
+        command: crate::credentials::cli::CredentialsCommand,
+    },
     /// Sleep forever: the keep-alive process of containers whose image has no `sleep` (used by the
     /// Docker provider for scratch and distroless images; the real server is started next to it).
     #[command(hide = true)]
@@ -222,6 +227,7 @@ impl ServerArgs {
             log_file: (!log_to_stdout()).then(|| self.log_dir.clone().unwrap_or_else(default_log_dir).join(LOG_FILE)),
             state_dir: Some(self.state_dir.clone().unwrap_or_else(state_dir)),
             helper_exe: None,
+            session_env: Default::default(),
         })
     }
 }
@@ -281,8 +287,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => {
+            let session_env = take_session_env();
             let config = match args.to_config() {
-                Ok(c) => c,
+                Ok(c) => ServerConfig { session_env, ..c },
                 Err(e) => {
                     eprintln!("sbx-agent: {e}");
                     return ExitCode::from(2);
@@ -301,6 +308,14 @@ pub fn main() -> ExitCode {
         }
         Command::Daemon { action } => super::daemon::run(action_into(action)),
         Command::InstallAgent(args) => install_agent(args),
+        Command::Credentials { command } => {
+            let (out, warnings, code) = crate::credentials::cli::run(&command, false);
+            for w in warnings {
+                eprintln!("sbx-agent: {}", w);
+            }
+            print!("{out}");
+            ExitCode::from(code)
+        }
         Command::PermissionMcp { socket } => match super::sessions::permission_mcp::run(&socket) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -354,4 +369,19 @@ fn install_agent(args: InstallAgentArgs) -> ExitCode {
         }
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Takes the session-only variables out of this process's environment (so no child sees them under
+/// their prefixed names) and returns them unprefixed. Called before any thread starts.
+fn take_session_env() -> std::collections::BTreeMap<String, String> {
+    let prefix = crate::server_env::SESSION_ENV_PREFIX;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else { continue };
+        if let Some(name) = k.strip_prefix(prefix).filter(|n| !n.is_empty()) {
+            out.insert(name.to_owned(), v.to_owned());
+            std::env::remove_var(k);
+        }
+    }
+    out
 }

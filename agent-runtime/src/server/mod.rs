@@ -66,6 +66,8 @@ pub struct ServerConfig {
     /// start) run from; `None` means this process's own executable, which is right unless the server
     /// is embedded in another program (tests).
     pub helper_exe: Option<PathBuf>,
+    /// Environment every agent session gets (under its own; see [`crate::server_env::SESSION_ENV_PREFIX`]).
+    pub session_env: std::collections::BTreeMap<String, String>,
 }
 
 impl ServerConfig {
@@ -81,6 +83,7 @@ impl ServerConfig {
             log_file: None,
             state_dir: None,
             helper_exe: None,
+            session_env: Default::default(),
         }
     }
 }
@@ -102,7 +105,7 @@ impl AppState {
     pub fn new(config: ServerConfig) -> std::io::Result<Self> {
         let fs = fs::FsRoot::new(config.root.clone())?;
         let processes = processes::ProcessManager::new(config.limits.clone(), fs.clone());
-        let sessions = sessions::SessionManager::new(config.state_dir.clone(), config.helper_exe.clone(), fs.clone())?;
+        let sessions = sessions::SessionManager::new(config.state_dir.clone(), config.helper_exe.clone(), config.session_env.clone(), fs.clone())?;
         Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes, sessions })))
     }
     /// The config the server started with.

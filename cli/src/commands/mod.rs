@@ -1,6 +1,8 @@
 //! One file per subcommand.
 
 pub mod agent;
+pub mod auth;
+pub mod credentials;
 pub mod completions;
 pub mod exec;
 pub mod fs;
@@ -24,6 +26,11 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
     if let Command::Completions(a) = &cmd {
         return completions::run(a);
     }
+    // These read only this machine's files and keyring: no state needed.
+    let cmd = match cmd {
+        Command::Credentials(a) => return credentials::run(&out, a),
+        other => other,
+    };
     let ctx = Ctx::open(out)?;
     match cmd {
         Command::Up(a) => up::run(&ctx, a).await,
@@ -41,6 +48,8 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Session(a) => session::run(&ctx, a).await,
         Command::Prompt(a) => session::prompt(&ctx, a).await,
         Command::Agent(a) => agent::run(&ctx, a).await,
+        Command::Auth(a) => auth::run(&ctx, a).await,
+        Command::Credentials(_) => unreachable!("handled above"),
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

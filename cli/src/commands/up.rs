@@ -19,7 +19,7 @@ pub const ENV_TEST_PAUSE_AFTER_CREATE: &str = "SBX_TEST_PAUSE_AFTER_CREATE_MS";
 
 /// `sbx up` flags.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  sbx up --provider local --name dev\n  sbx up --provider docker --name box --cpus 2 --memory 2g --env FOO=bar\n  sbx up --provider docker --network none      # no network; the runtime is reached over a Unix socket\n  sbx up --provider docker --ttl 2h            # `sbx gc` removes it after two hours")]
+#[command(after_help = "Examples:\n  sbx up --provider local --name dev\n  sbx up --provider docker --name box --cpus 2 --memory 2g --env FOO=bar\n  sbx up --provider docker --network none      # no network; the runtime is reached over a Unix socket\n  sbx up --provider docker --ttl 2h            # `sbx gc` removes it after two hours\n  sbx up --provider docker --credentials claude,codex   # agent sessions get this machine's keys")]
 pub struct UpArgs {
     /// Where to create it.
     #[arg(short, long, default_value = "local", env = "SBX_PROVIDER")]
@@ -54,6 +54,10 @@ pub struct UpArgs {
     /// How long it may live (e.g. 30m, 2h, 1d); `sbx gc` removes it afterwards.
     #[arg(long)]
     pub ttl: Option<String>,
+    /// Pass this machine's LLM credentials for these agents to the sandbox's agent sessions
+    /// (claude, codex, opencode, amp; comma-separated). Nothing crosses in unless named here.
+    #[arg(long, value_delimiter = ',', value_name = "AGENTS")]
+    pub credentials: Vec<String>,
 }
 
 /// Checks a sandbox name.
@@ -149,6 +153,9 @@ fn build_spec(a: &UpArgs, name: &str, run_id: &str, state_id: &str) -> Result<(S
     lbl.insert(labels::CREATOR_PID.into(), std::process::id().to_string());
     lbl.insert(labels::CREATOR_HOST.into(), hostname());
     lbl.insert(labels::STATE_ID.into(), state_id.into());
+    if !a.credentials.is_empty() {
+        lbl.insert(labels::CREDENTIALS.into(), a.credentials.join(","));
+    }
     if let Some(e) = expires_at {
         lbl.insert(labels::EXPIRES_AT.into(), e.to_string());
     }
@@ -181,6 +188,8 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     if a.provider == "local" && a.network == "none" {
         return Err(usage("--network none needs an isolating provider (e.g. --provider docker): local processes run on the host"));
     }
+    // Read the credentials first: a missing one fails before anything is created.
+    let session_env = credential_env(&a.credentials)?;
     let run_id = bootstrap::fresh_token()[..12].to_owned();
     let (spec, expires_at) = build_spec(&a, &name, &run_id, &ctx.state.instance_id()?)?;
     let bars = std::sync::Arc::new(crate::output::LayerBars::new(&ctx.out));
@@ -192,7 +201,7 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     if !provider.capabilities().isolated {
         ctx.out.note("note: the local provider confines the file API to the sandbox directory, but commands run on this host as you (no isolation)");
     }
-    let work = create_and_boot(ctx, provider.as_ref(), &spec, &runtime);
+    let work = create_and_boot(ctx, provider.as_ref(), &spec, &runtime, &session_env);
     let outcome = tokio::select! {
         r = work => r.map_err(Some),
         _ = tokio::signal::ctrl_c() => Err(None),
@@ -237,7 +246,26 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     }
 }
 
-async fn create_and_boot(ctx: &Ctx, provider: &dyn Provider, spec: &SandboxSpec, runtime: &std::path::Path) -> Result<String> {
+/// The runtime variables that hand `agents`' credentials to agent sessions (see
+/// [`sbx_agent::server_env::SESSION_ENV_PREFIX`]); an error names an agent with none.
+pub fn credential_env(agents: &[String]) -> Result<Vec<(String, String)>> {
+    if agents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = sbx_agent::credentials::for_agents(&sbx_agent::credentials::ExtractOptions::from_process(), agents).map_err(usage)?;
+    Ok(found
+        .into_iter()
+        .map(|(var, value)| (format!("{}{var}", sbx_agent::server_env::SESSION_ENV_PREFIX), value.expose().to_owned()))
+        .collect())
+}
+
+async fn create_and_boot(
+    ctx: &Ctx,
+    provider: &dyn Provider,
+    spec: &SandboxSpec,
+    runtime: &std::path::Path,
+    session_env: &[(String, String)],
+) -> Result<String> {
     let step = ctx.out.step(&format!("creating sandbox on {}", provider.name()));
     let sandbox = match provider.create(spec).await {
         Ok(s) => s,
@@ -262,7 +290,10 @@ async fn create_and_boot(ctx: &Ctx, provider: &dyn Provider, spec: &SandboxSpec,
 
     let token = bootstrap::fresh_token();
     let step = ctx.out.step("starting the runtime");
-    if let Err(e) = bootstrap::start(provider, &sandbox.id, &layout, &token).await {
+    // Credentials go to the runtime's start only; the layout kept in the host state never holds them.
+    let mut start_layout = layout.clone();
+    start_layout.env.extend(session_env.iter().cloned());
+    if let Err(e) = bootstrap::start(provider, &sandbox.id, &start_layout, &token).await {
         step.fail();
         return Err(e.into());
     }

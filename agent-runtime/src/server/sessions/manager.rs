@@ -110,13 +110,15 @@ struct Inner {
     agents: AgentRegistry,
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
     helper_exe: Option<PathBuf>,
+    /// Environment for every agent (the session's own `env` wins).
+    session_env: BTreeMap<String, String>,
     /// Holds a temporary directory alive when no state directory was configured.
     _temp: Option<tempfile::TempDir>,
 }
 
 impl SessionManager {
     /// Sessions kept under `state_dir/sessions` (a temporary directory when `None`).
-    pub fn new(state_dir: Option<PathBuf>, helper_exe: Option<PathBuf>, fs: FsRoot) -> std::io::Result<Self> {
+    pub fn new(state_dir: Option<PathBuf>, helper_exe: Option<PathBuf>, session_env: BTreeMap<String, String>, fs: FsRoot) -> std::io::Result<Self> {
         let (base, temp) = match state_dir {
             Some(d) => (d, None),
             None => {
@@ -126,7 +128,7 @@ impl SessionManager {
         };
         let agents = AgentRegistry::new(base.join("agents"));
         let dir = base.join("sessions");
-        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, _temp: temp }) })
+        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, session_env, _temp: temp }) })
     }
 
     /// The agents.
@@ -292,7 +294,14 @@ impl SessionManager {
                 return Err(ApiError::conflict(format!("a session `{id}` already exists; pick another id or leave it out")));
             }
         }
-        std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
         let meta = Meta {
             id: id.clone(),
             request: req.clone(),
@@ -333,8 +342,12 @@ impl SessionManager {
 
     fn settings(&self, session: &Session, binary: Option<PathBuf>) -> SessionSettings {
         let meta = session.meta.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut request = meta.request;
+        for (k, v) in &self.inner.session_env {
+            request.env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         SessionSettings {
-            request: meta.request,
+            request,
             cwd: PathBuf::from(meta.cwd),
             dir: session.dir.clone(),
             native_session_id: session.shared.native_session_id.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -642,9 +655,14 @@ fn mark_ended(session: &Session, data: SessionEnded) {
 }
 
 fn write_meta(path: &Path, meta: &Meta) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, bytes)?;
+    // The session's env may hold keys the user passed: only the runtime's user may read it.
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(&bytes)?;
+    drop(f);
     std::fs::rename(tmp, path)
 }
 
