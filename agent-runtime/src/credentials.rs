@@ -469,3 +469,145 @@ pub mod cli {
         (out, found.warnings, 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn opts(home: &std::path::Path, env: &[(&str, &str)]) -> ExtractOptions {
+        ExtractOptions {
+            home: home.to_path_buf(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            agent: None,
+            provider: None,
+            no_oauth: false,
+            now: NOW,
+        }
+    }
+
+    fn write(home: &std::path::Path, rel: &str, text: &str) {
+        let p = home.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn jwt(exp: u64) -> String {
+        use base64::Engine as _;
+        let enc = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        format!("{}.{}.sig", enc(serde_json::json!({"alg": "none"})), enc(serde_json::json!({"exp": exp})))
+    }
+
+    /// A home with every file format sbx reads.
+    fn full_home() -> tempfile::TempDir {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        write(h, ".claude.json", r#"{"primaryApiKey": "sk-ant-api03-from-claude-json-0000", "numStartups": 3}"#);
+        write(h, ".claude/.credentials.json", &format!(r#"{{"claudeAiOauth": {{"accessToken": "sk-ant-oat01-future-token-1111", "refreshToken": "r", "expiresAt": {}}}}}"#, (NOW + 3600) * 1000));
+        write(h, ".amp/config.json", r#"{"anthropicApiKey": "sk-ant-amp-key-2222222222"}"#);
+        write(h, ".codex/auth.json", &format!(r#"{{"OPENAI_API_KEY": null, "tokens": {{"access_token": "{}", "refresh_token": "r"}}}}"#, jwt(NOW - 10)));
+        write(h, ".local/share/opencode/auth.json", &format!(
+            r#"{{"anthropic": {{"type": "oauth", "access": "opencode-anthropic-oauth-3333", "refresh": "r", "expires": {}}}, "openai": {{"type": "api", "key": "sk-opencode-openai-44444444"}}}}"#,
+            (NOW - 60) * 1000
+        ));
+        home
+    }
+
+    #[test]
+    fn every_file_format_is_read_with_kinds_sources_and_expiry() {
+        let home = full_home();
+        let found = extract(&opts(home.path(), &[]));
+        assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+        let summary: Vec<(&str, &str, CredentialKind, bool, Option<&str>)> =
+            found.credentials.iter().map(|c| (c.agent, c.provider, c.kind, c.expired, c.env_var)).collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("claude", "anthropic", CredentialKind::ApiKey, false, Some("ANTHROPIC_API_KEY")),
+                ("claude", "anthropic", CredentialKind::Oauth, false, Some("CLAUDE_CODE_OAUTH_TOKEN")),
+                ("amp", "anthropic", CredentialKind::ApiKey, false, Some("ANTHROPIC_API_KEY")),
+                ("codex", "openai", CredentialKind::Oauth, true, None),
+                ("opencode", "anthropic", CredentialKind::Oauth, true, Some("CLAUDE_CODE_OAUTH_TOKEN")),
+                ("opencode", "openai", CredentialKind::ApiKey, false, Some("OPENAI_API_KEY")),
+            ]
+        );
+        assert_eq!(found.credentials[1].expires_at, Some(NOW + 3600));
+        assert!(found.credentials[0].source.ends_with(".claude.json"));
+        // env: one value per variable, first wins, expired ones skipped.
+        let env: Vec<(&str, &str)> = found.env_assignments().into_iter().map(|(k, v)| (k, v.expose())).collect();
+        assert_eq!(
+            env,
+            vec![
+                ("ANTHROPIC_API_KEY", "sk-ant-api03-from-claude-json-0000"),
+                ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-future-token-1111"),
+                ("OPENAI_API_KEY", "sk-opencode-openai-44444444"),
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_comes_before_files_and_filters_apply() {
+        let home = full_home();
+        let o = opts(home.path(), &[("CLAUDE_API_KEY", "sk-from-env-claude-api-key-9"), ("OPENAI_API_KEY", "sk-from-env-openai-key-888")]);
+        let found = extract(&o);
+        assert_eq!(found.credentials[0].source, "env:CLAUDE_API_KEY");
+        let env = found.env_assignments();
+        assert_eq!(env[0].1.expose(), "sk-from-env-claude-api-key-9", "env beats ~/.claude.json");
+        assert!(env.iter().any(|(k, v)| *k == "OPENAI_API_KEY" && v.expose() == "sk-from-env-openai-key-888"));
+        let only_codex = extract(&ExtractOptions { agent: Some("codex".into()), ..o.clone() });
+        assert!(only_codex.credentials.iter().all(|c| c.agent == "codex"));
+        let only_openai = extract(&ExtractOptions { provider: Some("openai".into()), ..o.clone() });
+        assert!(only_openai.credentials.iter().all(|c| c.provider == "openai"));
+        let no_oauth = extract(&ExtractOptions { no_oauth: true, ..o });
+        assert!(no_oauth.credentials.iter().all(|c| c.kind == CredentialKind::ApiKey));
+    }
+
+    #[test]
+    fn bad_files_are_warnings_and_missing_ones_are_silent() {
+        let home = tempfile::tempdir().unwrap();
+        assert!(extract(&opts(home.path(), &[])).warnings.is_empty());
+        write(home.path(), ".claude.json", "{ not json");
+        write(home.path(), ".codex/auth.json", "[1,2");
+        write(home.path(), ".claude/.credentials.json", r#"{"something": "else"}"#);
+        let found = extract(&opts(home.path(), &[]));
+        assert!(found.credentials.is_empty());
+        assert_eq!(found.warnings.len(), 3, "{:?}", found.warnings);
+        assert!(found.warnings.iter().any(|w| w.contains(".claude.json") && w.contains("not valid JSON")));
+        assert!(found.warnings.iter().any(|w| w.contains("auth.json")));
+    }
+
+    #[test]
+    fn secrets_are_masked_everywhere_but_expose() {
+        let s = Secret::new("sk-ant-api03-abcdefghijklmnop");
+        for shown in [format!("{s}"), format!("{s:?}"), serde_json::to_string(&s).unwrap(), s.masked()] {
+            assert!(!shown.contains("abcdefghijklmnop"), "{shown}");
+        }
+        assert_eq!(s.masked(), "sk-a…mnop (29 chars)");
+        assert_eq!(mask("short"), "*****");
+        let home = full_home();
+        let found = extract(&opts(home.path(), &[]));
+        let masked = to_json(&found, false).to_string() + &table(&found, false);
+        assert!(!masked.contains("from-claude-json-0000"));
+        let revealed = to_json(&found, true).to_string() + &table(&found, true);
+        assert!(revealed.contains("sk-ant-api03-from-claude-json-0000"));
+    }
+
+    #[test]
+    fn shell_quoting_keeps_every_character() {
+        assert_eq!(shell_quote("it's $HOME"), r"'it'\''s $HOME'");
+        assert_eq!(shell_quote("a\nb"), "'a\nb'");
+    }
+
+    #[test]
+    fn for_agents_names_what_is_missing() {
+        let home = tempfile::tempdir().unwrap();
+        let err = for_agents(&opts(home.path(), &[]), &["claude".into()]).unwrap_err();
+        assert!(err.contains("no usable claude credentials"), "{err}");
+        let err = for_agents(&opts(home.path(), &[]), &["gpt".into()]).unwrap_err();
+        assert!(err.contains("one of: claude, codex, opencode, amp"), "{err}");
+        let ok = for_agents(&opts(home.path(), &[("OPENAI_API_KEY", "sk-x-123456789012345")]), &["codex".into()]).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].0, "OPENAI_API_KEY");
+    }
+}
