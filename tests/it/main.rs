@@ -3,6 +3,7 @@ mod auth;
 mod cli;
 mod conformance;
 mod docker;
+mod fake_llm;
 mod fs;
 mod processes;
 mod pty;

@@ -1,7 +1,9 @@
 //! Shared test helpers: start a runtime in-process or as the real binary, find the built binaries,
-//! and (in `fakes`) the fake LLM and cloud servers.
+//! and (in [`fake_llm`]) the fake LLM server the real agent CLIs talk to.
 //!
 //! Tests never sleep for a fixed time to wait for something: they poll a condition with [`wait_for`].
+
+pub mod fake_llm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
