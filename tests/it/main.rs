@@ -1,6 +1,7 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
 mod auth;
 mod cli;
+mod codex_agent;
 mod conformance;
 mod docker;
 mod fake_llm;
