@@ -130,7 +130,21 @@ pub fn require(auth: &ProviderAuth, flag: Option<&str>) -> Result<ResolvedKey> {
 }
 
 fn entry(provider: &str) -> keyring::Result<keyring::Entry> {
+    ensure_session_keyring();
     keyring::Entry::new(SERVICE, provider)
+}
+
+/// The keyutils backend works through the process's session keyring, which processes started
+/// outside a login session (CI jobs, containers, cron) do not have: make one. The keys themselves
+/// live in the user's persistent keyring, which the backend links into it, so they outlive the process.
+fn ensure_session_keyring() {
+    #[cfg(target_os = "linux")]
+    {
+        use linux_keyutils::{KeyRing, KeyRingIdentifier};
+        if let Err(e) = KeyRing::from_special_id(KeyRingIdentifier::Session, true) {
+            tracing::debug!(error = ?e, "no session keyring and none could be made");
+        }
+    }
 }
 
 /// The key stored in the keyring, if any.

@@ -1,10 +1,13 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
 mod auth;
+mod claude_agent;
 mod cli;
 mod codex_agent;
 mod conformance;
+mod credentials;
 mod docker;
 mod fake_llm;
 mod fs;
 mod processes;
 mod pty;
+mod sessions;

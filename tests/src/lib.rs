@@ -47,6 +47,9 @@ impl TestRuntime {
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let token = random_token();
         let mut config = ServerConfig::loopback(Some(token.clone()));
+        // The server runs inside the test binary: helper subcommands come from the real sbx-agent.
+        let helper = target_profile_dir().join("sbx-agent");
+        config.helper_exe = helper.exists().then_some(helper);
         tweak(&mut config);
         let server = sbx_agent::server::start(config).await.expect("start runtime");
         let client = match (server.base_url(), &server.unix_socket) {

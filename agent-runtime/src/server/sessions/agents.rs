@@ -62,7 +62,7 @@ const SPECS: &[AgentSpec] = &[
         id: "codex",
         name: "Codex",
         binaries: &["codex"],
-        models: &["gpt-5-codex", "gpt-5"],
+        models: &["gpt-5.5", "gpt-5.1-codex", "gpt-5-codex"],
         modes: &[
             ("danger-full-access", "Run commands without Codex's inner sandbox (the sbx sandbox is the boundary; default)"),
             ("workspace-write", "Codex's own sandbox: write only inside the working directory"),
@@ -178,18 +178,25 @@ impl AgentRegistry {
                 return Some(v.clone());
             }
         }
-        let out = tokio::time::timeout(
-            Duration::from_secs(20),
-            tokio::process::Command::new(path)
+        let mut attempt = 0;
+        let out = loop {
+            let run = tokio::process::Command::new(path)
                 .arg("--version")
                 .env_remove(crate::server_env::TOKEN)
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .ok()?
-        .ok()?;
+                .output();
+            match tokio::time::timeout(Duration::from_secs(20), run).await.ok()? {
+                Ok(out) => break out,
+                // "Text file busy": a just-written binary whose write descriptor a process forked
+                // elsewhere in the runtime still holds until it execs. It goes away in moments.
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(_) => return None,
+            }
+        };
         let text = String::from_utf8_lossy(&out.stdout);
         let v = text.lines().next()?.trim().to_owned();
         self.versions.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (mtime, v.clone()));

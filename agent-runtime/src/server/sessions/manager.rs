@@ -273,11 +273,14 @@ impl SessionManager {
         };
         let binary = self.inner.agents.require_binary(spec).await?;
         let cwd = crate::server::processes::os::resolve_cwd(&self.inner.fs, req.cwd.clone()).await?;
-        for s in &req.skills {
+        let mut req = req;
+        // Skills are given relative to the runtime's root (or absolute); adapters get absolute paths.
+        for s in req.skills.iter_mut() {
             let p = self.inner.fs.resolve(s)?;
             if !p.is_dir() {
                 return Err(ApiError::bad_request(format!("skill directory `{s}` does not exist")));
             }
+            *s = p.to_string_lossy().into_owned();
         }
         for m in &req.mcp_servers {
             if m.command.is_some() == m.url.is_some() {
@@ -562,7 +565,7 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
                     match started_driver {
                         Ok(d) => driver = Some(d),
                         Err(msg) => {
-                            finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done);
+                            finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done).await;
                             end_with_error(&session, &format!("the agent could not be restarted: {msg}"));
                             break;
                         }
@@ -587,11 +590,11 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
                             cost_usd: end.cost_usd,
                             duration_ms: started.elapsed().as_millis() as u64,
                         };
-                        finish_turn(&session, &turn_id, started, outcome, Some(data), done);
+                        finish_turn(&session, &turn_id, started, outcome, Some(data), done).await;
                     }
                     Err(gone) => {
                         ctx.error(EventSource::Runtime, "agent_crashed", gone.0.clone(), None, None);
-                        finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done);
+                        finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done).await;
                         d.shutdown().await;
                         end_with_error(&session, &gone.0);
                         break;
@@ -617,7 +620,7 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
 }
 
 /// Emits `turn.completed` and makes the session idle again.
-fn finish_turn(session: &Session, turn_id: &str, started: Instant, outcome: TurnOutcome, data: Option<TurnCompleted>, done: Option<oneshot::Sender<TurnCompleted>>) {
+async fn finish_turn(session: &Session, turn_id: &str, started: Instant, outcome: TurnOutcome, data: Option<TurnCompleted>, done: Option<oneshot::Sender<TurnCompleted>>) {
     let data = data.unwrap_or_else(|| TurnCompleted {
         turn_id: turn_id.to_owned(),
         outcome,
@@ -627,12 +630,15 @@ fn finish_turn(session: &Session, turn_id: &str, started: Instant, outcome: Turn
         cost_usd: None,
         duration_ms: started.elapsed().as_millis() as u64,
     });
-    let mut st = session.status.lock().unwrap_or_else(|e| e.into_inner());
-    session.shared.journal.emit(EventSource::Runtime, EventData::TurnCompleted(data.clone()), None);
-    st.state = SessionState::Idle;
-    st.cancel = None;
-    drop(st);
+    {
+        let mut st = session.status.lock().unwrap_or_else(|e| e.into_inner());
+        session.shared.journal.emit(EventSource::Runtime, EventData::TurnCompleted(data.clone()), None);
+        st.state = SessionState::Idle;
+        st.cancel = None;
+    }
     if let Some(done) = done {
+        // A waiting sender reads the events next: answer once `turn.completed` is readable.
+        session.shared.journal.flushed().await;
         let _ = done.send(data);
     }
 }

@@ -24,12 +24,14 @@ use crate::api::session::{ContentPart, EventSource, ItemKind, ItemStatus, Permis
 /// The mock agent of one session.
 pub(crate) struct MockDriver {
     cwd: std::path::PathBuf,
+    /// The session's environment: what a real agent's tools would run with.
+    env: std::collections::BTreeMap<String, String>,
     turns: u64,
 }
 
 impl MockDriver {
     pub(crate) fn new(settings: &SessionSettings) -> Self {
-        Self { cwd: settings.cwd.clone(), turns: 0 }
+        Self { cwd: settings.cwd.clone(), env: settings.request.env.clone(), turns: 0 }
     }
 }
 
@@ -80,7 +82,7 @@ impl AgentDriver for MockDriver {
                     let input = serde_json::json!({ "command": rest });
                     match tool(ctx, "run", PermissionKind::Execute, format!("run `{rest}`"), input).await {
                         Some(call) => {
-                            let result = run(&self.cwd, rest).await;
+                            let result = run(&self.cwd, &self.env, rest).await;
                             call.finish(ctx, result.clone(), None);
                             result.unwrap_or_else(|e| e)
                         }
@@ -202,12 +204,13 @@ async fn write_file(path: &Path, content: &str) -> Result<String, String> {
     Ok(format!("{} bytes", content.len()))
 }
 
-async fn run(cwd: &Path, command: &str) -> Result<String, String> {
+async fn run(cwd: &Path, env: &std::collections::BTreeMap<String, String>, command: &str) -> Result<String, String> {
     let out = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .current_dir(cwd)
         .env_remove(crate::server_env::TOKEN)
+        .envs(env)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
