@@ -119,7 +119,11 @@ pub fn resolve(auth: &ProviderAuth, flag: Option<&str>) -> Result<Option<Resolve
 
 /// Like [`resolve`], but a missing key is an error that says how to provide one.
 pub fn require(auth: &ProviderAuth, flag: Option<&str>) -> Result<ResolvedKey> {
-    resolve(auth, flag)?.ok_or_else(|| {
+    let found = resolve(auth, flag)?;
+    if let Some(k) = &found {
+        crate::redact::register(k.key.expose());
+    }
+    found.ok_or_else(|| {
         usage(format!(
             "no {} credentials: set {} or run `sbx auth login {}`",
             auth.provider,

@@ -46,6 +46,7 @@ impl Ctx {
             endpoint: rec.endpoint.clone().context("no runtime endpoint recorded")?,
             token: rec.token.clone().context("no runtime token recorded")?,
         };
+        crate::redact::register(&handle.token);
         let client = handle.client()?;
         if sbx_providers::bootstrap::answers(&client).await {
             return Ok(client);

@@ -5,11 +5,13 @@ mod cli;
 mod commands;
 mod context;
 mod output;
+mod redact;
 mod state;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    redact::install_panic_hook();
     let cli = cli::Cli::parse();
     output::init_logging(cli.global.verbose);
     let out = output::Output::new(&cli.global);

@@ -84,10 +84,10 @@ impl Output {
         Self { json: g.json, quiet: g.quiet, fancy }
     }
 
-    /// Prints a JSON value on stdout (one line).
+    /// Prints a JSON value on stdout (one line); registered secrets are redacted.
     pub fn json_value(&self, v: &serde_json::Value) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{v}");
+        let _ = writeln!(out, "{}", crate::redact::redact(&v.to_string()));
     }
 
     /// Prints a line of data on stdout (human mode).
@@ -133,7 +133,7 @@ impl Output {
                 } else {
                     Exit::Failure
                 };
-                let msg = error_line(&e);
+                let msg = crate::redact::redact(&error_line(&e));
                 if self.json {
                     self.json_value(&serde_json::json!({ "error": { "message": msg } }));
                 }
@@ -193,7 +193,7 @@ pub fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| crate::redact::RedactingStderr).try_init();
 }
 
 /// Draws an image pull: one bar per layer on a TTY; otherwise one plain line each time a layer's

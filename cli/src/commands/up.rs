@@ -255,7 +255,10 @@ pub fn credential_env(agents: &[String]) -> Result<Vec<(String, String)>> {
     let found = sbx_agent::credentials::for_agents(&sbx_agent::credentials::ExtractOptions::from_process(), agents).map_err(usage)?;
     Ok(found
         .into_iter()
-        .map(|(var, value)| (format!("{}{var}", sbx_agent::server_env::SESSION_ENV_PREFIX), value.expose().to_owned()))
+        .map(|(var, value)| {
+            crate::redact::register(value.expose());
+            (format!("{}{var}", sbx_agent::server_env::SESSION_ENV_PREFIX), value.expose().to_owned())
+        })
         .collect())
 }
 
@@ -289,6 +292,7 @@ async fn create_and_boot(
     step.done();
 
     let token = bootstrap::fresh_token();
+    crate::redact::register(&token);
     let step = ctx.out.step("starting the runtime");
     // Credentials go to the runtime's start only; the layout kept in the host state never holds them.
     let mut start_layout = layout.clone();
