@@ -14,6 +14,7 @@ use sbx_agent::api::session::{
     TurnOutcome,
 };
 use sbx_agent::client::Client;
+use sbx_tests::sessions::{all_events, assert_gapless};
 use sbx_tests::fake_llm::{FakeLlm, Reply};
 use sbx_tests::{wait_for, TestRuntime};
 use serde_json::json;
@@ -73,24 +74,6 @@ fn session(s: &Setup, cwd: &Path, policy: PermissionPolicy) -> CreateSessionRequ
         env: claude_env(&s.llm, s.home.path()),
         ..Default::default()
     }
-}
-
-async fn all_events(client: &Client, id: &str) -> Vec<Event> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = client.session_events(id, offset, None).await.unwrap();
-        offset = page.next_offset;
-        out.extend(page.events);
-        if !page.has_more {
-            return out;
-        }
-    }
-}
-
-fn assert_gapless(events: &[Event]) {
-    let seqs: Vec<u64> = events.iter().map(|e| e.sequence).collect();
-    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
 }
 
 /// Sends `text` and waits (bounded) for its turn to end; replies to permission requests with `decide`.
@@ -301,19 +284,9 @@ async fn claude_session_survives_a_sigkilled_runtime() {
     let llm = FakeLlm::start().await;
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = sbx_tests::sessions::free_port();
     let token = sbx_tests::random_token();
-    let spawn = || {
-        tokio::process::Command::new(sbx_tests::bin("sbx-agent"))
-            .args(["server", "--port", &port.to_string(), "--state-dir"])
-            .arg(state.path())
-            .env("SBX_AGENT_TOKEN", &token)
-            .env("SBX_AGENT_LOG_STDOUT", "1")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || sbx_tests::sessions::spawn_runtime(port, state.path(), &token);
     let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(token.clone())).unwrap();
     let mut child = spawn();
     assert!(wait_for(Duration::from_secs(10), || async { client.health().await.is_ok() }).await);

@@ -12,6 +12,7 @@ use sbx_agent::api::session::{
     PermissionDecision, PermissionKind, PermissionPolicy, TurnCompleted, TurnOutcome,
 };
 use sbx_agent::client::Client;
+use sbx_tests::sessions::{all_events, assert_gapless, types};
 use sbx_tests::fake_llm::{FakeLlm, Recorded, Reply};
 use sbx_tests::{wait_for, TestRuntime};
 use serde_json::json;
@@ -163,19 +164,6 @@ fn shell_call(script: String) -> Reply {
     })
 }
 
-async fn all_events(client: &Client, id: &str) -> Vec<Event> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = client.session_events(id, offset, Some(500)).await.expect("events");
-        offset = page.next_offset;
-        out.extend(page.events);
-        if !page.has_more {
-            return out;
-        }
-    }
-}
-
 /// All events once `turns` turns have their `turn.completed` readable (a `wait`ed send can answer
 /// a moment before its last event is).
 async fn events_after_turns(client: &Client, id: &str, turns: usize) -> Vec<Event> {
@@ -187,16 +175,6 @@ async fn events_after_turns(client: &Client, id: &str, turns: usize) -> Vec<Even
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn types(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(|e| e.body.type_name()).collect()
-}
-
-fn assert_gapless(events: &[Event]) {
-    let seqs: Vec<u64> = events.iter().map(|e| e.sequence).collect();
-    let want: Vec<u64> = (1..=events.len() as u64).collect();
-    assert_eq!(seqs, want, "sequences must be 1..=n without gaps or repeats");
 }
 
 fn completed_turns(events: &[Event]) -> Vec<TurnCompleted> {
@@ -646,18 +624,9 @@ async fn codex_session_resumes_its_thread_after_the_runtime_is_killed() {
     let Some(env) = Env::new("").await else { return };
     env.llm.push(Reply::text("first"));
     env.llm.push(Reply::text("second"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = sbx_tests::sessions::free_port();
     let token = sbx_tests::random_token();
-    let spawn = || {
-        tokio::process::Command::new(sbx_tests::bin("sbx-agent"))
-            .args(["server", "--port", &port.to_string(), "--state-dir"])
-            .arg(env.state.path())
-            .env("SBX_AGENT_TOKEN", &token)
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || sbx_tests::sessions::spawn_runtime(port, env.state.path(), &token);
     let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(token.clone())).unwrap();
     let mut child = spawn();
     assert!(wait_for(Duration::from_secs(10), || async { client.health().await.is_ok() }).await);

@@ -10,34 +10,11 @@ use sbx_agent::api::session::{
     SessionState, TurnOutcome,
 };
 use sbx_agent::client::Client;
+use sbx_tests::sessions::{all_events, assert_gapless, types, free_port};
 use sbx_tests::{wait_for, TestRuntime};
 
 fn mock(policy: PermissionPolicy) -> CreateSessionRequest {
     CreateSessionRequest { agent: "mock".into(), permission_policy: policy, ..Default::default() }
-}
-
-async fn all_events(client: &Client, id: &str) -> Vec<Event> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = client.session_events(id, offset, Some(100)).await.expect("events");
-        offset = page.next_offset;
-        out.extend(page.events);
-        if !page.has_more {
-            return out;
-        }
-    }
-}
-
-/// Sequences are exactly 1..=n.
-fn assert_gapless(events: &[Event]) {
-    let seqs: Vec<u64> = events.iter().map(|e| e.sequence).collect();
-    let want: Vec<u64> = (1..=events.len() as u64).collect();
-    assert_eq!(seqs, want, "sequences must be 1..=n without gaps or repeats");
-}
-
-fn types(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(|e| e.body.type_name()).collect()
 }
 
 /// Follows the session's events from `offset` until a `turn.completed` and returns them.
@@ -378,17 +355,7 @@ async fn sigkill_mid_turn_then_restart_loses_and_repeats_nothing_and_the_session
     let state = dir.path().join("state");
     let port = free_port();
     let token = sbx_tests::random_token();
-    let spawn = || {
-        tokio::process::Command::new(sbx_tests::bin("sbx-agent"))
-            .args(["server", "--port", &port.to_string(), "--state-dir"])
-            .arg(&state)
-            .env("SBX_AGENT_TOKEN", &token)
-            .env("SBX_AGENT_LOG_STDOUT", "1")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || sbx_tests::sessions::spawn_runtime(port, &state, &token);
     let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(token.clone())).unwrap();
     let mut child = spawn();
     assert!(wait_for(Duration::from_secs(10), || async { client.health().await.is_ok() }).await);
@@ -436,10 +403,6 @@ async fn sigkill_mid_turn_then_restart_loses_and_repeats_nothing_and_the_session
 async fn rt_turn(client: &Client, id: &str, text: &str) -> String {
     let r = client.send_message(id, text, true).await.unwrap();
     r.completed.expect("turn completed").text.unwrap_or_default()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Installing from a mirror: the URL template is filled in, the SHA-256 is read from `URL.sha256`,

@@ -238,11 +238,7 @@ async fn ask_question(input: &Value, ctx: &TurnCtx) -> Value {
     let mut answers = serde_json::Map::new();
     for q in input.get("questions").and_then(Value::as_array).cloned().unwrap_or_default() {
         let text = q.get("question").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let options = q
-            .get("options")
-            .and_then(Value::as_array)
-            .map(|o| o.iter().filter_map(|x| x.get("label").and_then(Value::as_str).map(str::to_owned)).collect())
-            .unwrap_or_default();
+        let options = super::driver::question_options(&q);
         match ctx.ask_question(text.clone(), options, Some(q.clone())).await {
             Some(a) => {
                 answers.insert(text, Value::String(a));

@@ -547,11 +547,7 @@ async fn answer(method: String, req: Value, item_id: Option<String>, item_args: 
             for q in p.get("questions").and_then(Value::as_array).cloned().unwrap_or_default() {
                 let id = q.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let text = q.get("question").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let options = q
-                    .get("options")
-                    .and_then(Value::as_array)
-                    .map(|o| o.iter().filter_map(|x| x.get("label").and_then(Value::as_str).map(str::to_owned)).collect())
-                    .unwrap_or_default();
+                let options = super::driver::question_options(&q);
                 // An unanswered question is left out of the answers: Codex tells the model so.
                 if let Some(a) = ctx.ask_question(text, options, Some(q.clone())).await {
                     answers.insert(id, json!({"answers": [a]}));

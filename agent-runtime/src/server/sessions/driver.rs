@@ -337,3 +337,12 @@ pub(crate) fn collect_stderr(stderr: tokio::process::ChildStderr) -> StderrTail 
     });
     StderrTail { text: tail, reader: Some(reader) }
 }
+
+/// The option labels of a question as Claude's `AskUserQuestion` and Codex's `requestUserInput` give
+/// them (`options: [{label, …}]`).
+pub(crate) fn question_options(q: &serde_json::Value) -> Vec<String> {
+    q.get("options")
+        .and_then(serde_json::Value::as_array)
+        .map(|o| o.iter().filter_map(|x| x.get("label").and_then(serde_json::Value::as_str).map(str::to_owned)).collect())
+        .unwrap_or_default()
+}

@@ -565,8 +565,9 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
                     match started_driver {
                         Ok(d) => driver = Some(d),
                         Err(msg) => {
-                            finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done).await;
+                            let data = finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None);
                             end_with_error(&session, &format!("the agent could not be restarted: {msg}"));
+                            answer(&session, done, data).await;
                             break;
                         }
                     }
@@ -590,13 +591,16 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
                             cost_usd: end.cost_usd,
                             duration_ms: started.elapsed().as_millis() as u64,
                         };
-                        finish_turn(&session, &turn_id, started, outcome, Some(data), done).await;
+                        let data = finish_turn(&session, &turn_id, started, outcome, Some(data));
+                        answer(&session, done, data).await;
                     }
                     Err(gone) => {
                         ctx.error(EventSource::Runtime, "agent_crashed", gone.0.clone(), None, None);
-                        finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None, done).await;
+                        let data = finish_turn(&session, &turn_id, started, TurnOutcome::Failed, None);
                         d.shutdown().await;
                         end_with_error(&session, &gone.0);
+                        // The waiter learns of the turn's end after the session's end is recorded too.
+                        answer(&session, done, data).await;
                         break;
                     }
                 }
@@ -620,7 +624,7 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
 }
 
 /// Emits `turn.completed` and makes the session idle again.
-async fn finish_turn(session: &Session, turn_id: &str, started: Instant, outcome: TurnOutcome, data: Option<TurnCompleted>, done: Option<oneshot::Sender<TurnCompleted>>) {
+fn finish_turn(session: &Session, turn_id: &str, started: Instant, outcome: TurnOutcome, data: Option<TurnCompleted>) -> TurnCompleted {
     let data = data.unwrap_or_else(|| TurnCompleted {
         turn_id: turn_id.to_owned(),
         outcome,
@@ -636,8 +640,12 @@ async fn finish_turn(session: &Session, turn_id: &str, started: Instant, outcome
         st.state = SessionState::Idle;
         st.cancel = None;
     }
+    data
+}
+
+/// Answers a `wait`ing send once everything recorded so far is readable (it reads the events next).
+async fn answer(session: &Session, done: Option<oneshot::Sender<TurnCompleted>>, data: TurnCompleted) {
     if let Some(done) = done {
-        // A waiting sender reads the events next: answer once `turn.completed` is readable.
         session.shared.journal.flushed().await;
         let _ = done.send(data);
     }
