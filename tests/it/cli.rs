@@ -472,6 +472,21 @@ fn sessions_prompt_and_transcripts_through_the_cli() {
     assert_eq!(code(&out), 2);
     assert!(text(&out.stderr).contains("claude, codex, mock"), "{}", text(&out.stderr));
 
+    // attach: follows from the last event this host saw (nothing before it), until the session ends.
+    let mut attach = sbx.cmd(&["session", "attach", "ag", "s1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("attach");
+    let mut err_lines = BufReader::new(attach.stderr.take().expect("stderr")).lines();
+    let first = err_lines.next().expect("attach says where it starts").expect("read");
+    assert!(first.starts_with("attached to s1 after event "), "{first}");
+    let rest = std::thread::spawn(move || err_lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let out = sbx.ok(&["session", "send", "ag", "s1", "echo live"]);
+    assert_eq!(text(&out.stdout), "live\n");
+    sbx.ok(&["session", "end", "ag", "s1"]);
+    let attached = attach.wait_with_output().expect("attach ends with the session");
+    let attach_err = rest.join().expect("stderr");
+    assert!(attached.status.success(), "{attach_err}");
+    assert_eq!(text(&attached.stdout), "live\n", "attach shows only what came after the host's last event");
+    assert!(attach_err.contains("session ended"), "{attach_err}");
+
     // events --json: one event per line, gapless.
     let out = sbx.ok(&["session", "events", "ag", "s1", "--json"]);
     let seqs: Vec<u64> = text(&out.stdout)
