@@ -90,6 +90,12 @@ pub enum Command {
     Credentials(commands::credentials::CredentialsArgs),
     /// Cloud provider API keys in the OS keyring: login, logout, status.
     Auth(commands::auth::AuthArgs),
+    /// Run many tasks, each in its own sandbox with an agent, from an sbx.yaml (for CI).
+    Run(crate::run::RunArgs),
+    /// Runs recorded on this machine: ls, show.
+    Runs(crate::run::RunsArgs),
+    /// sbx.yaml helpers: schema.
+    Config(crate::run::ConfigArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }

@@ -6,6 +6,7 @@ mod commands;
 mod context;
 mod output;
 mod redact;
+mod run;
 mod state;
 
 use clap::Parser;

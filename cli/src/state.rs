@@ -151,6 +151,34 @@ impl State {
     }
 }
 
+/// Runs of `sbx run`.
+impl State {
+    /// Records (or updates) a run.
+    pub fn record_run(&self, id: &str, status: &str, summary: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO runs (id, created_at, status, summary) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status, summary = COALESCE(excluded.summary, runs.summary)",
+            params![id, now_secs() as i64, status, summary],
+        )?;
+        Ok(())
+    }
+
+    /// Every run: id, created (Unix seconds), status; newest first.
+    pub fn list_runs(&self) -> Result<Vec<(String, u64, String)>> {
+        let mut stmt = self.conn.prepare("SELECT id, created_at, status FROM runs ORDER BY created_at DESC, id DESC")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, String>(2)?)))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+
+    /// One run's status and summary JSON.
+    pub fn get_run(&self, id: &str) -> Result<Option<(String, Option<String>)>> {
+        self.conn
+            .query_row("SELECT status, summary FROM runs WHERE id = ?1", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(Into::into)
+    }
+}
+
 /// Session events the CLI keeps (so a transcript outlives its sandbox).
 impl State {
     /// Stores events (already stored ones are ignored), in one transaction.

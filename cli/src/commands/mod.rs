@@ -29,6 +29,7 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
     // These read only this machine's files and keyring: no state needed.
     let cmd = match cmd {
         Command::Credentials(a) => return credentials::run(&out, a),
+        Command::Config(a) => return crate::run::config_command(&out, a),
         other => other,
     };
     let ctx = Ctx::open(out)?;
@@ -49,7 +50,9 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Prompt(a) => session::prompt(&ctx, a).await,
         Command::Agent(a) => agent::run(&ctx, a).await,
         Command::Auth(a) => auth::run(&ctx, a).await,
-        Command::Credentials(_) => unreachable!("handled above"),
+        Command::Credentials(_) | Command::Config(_) => unreachable!("handled above"),
+        Command::Run(a) => crate::run::run(&ctx, a).await,
+        Command::Runs(a) => crate::run::runs_command(&ctx, a),
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

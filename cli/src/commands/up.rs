@@ -201,7 +201,7 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     if !provider.capabilities().isolated {
         ctx.out.note("note: the local provider confines the file API to the sandbox directory, but commands run on this host as you (no isolation)");
     }
-    let work = create_and_boot(ctx, provider.as_ref(), &spec, &runtime, &session_env);
+    let work = create_and_boot(ctx, &ctx.out, provider.as_ref(), &spec, &runtime, &session_env);
     let outcome = tokio::select! {
         r = work => r.map_err(Some),
         _ = tokio::signal::ctrl_c() => Err(None),
@@ -246,6 +246,37 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     }
 }
 
+/// Creates sandbox `name` for `sbx run` (run id `run_id`, so `sbx gc` and Ctrl-C find it), quietly.
+/// On failure nothing of it is left behind (found by its name label, not the run's, which other
+/// sandboxes of the run share).
+pub async fn create_named(ctx: &Ctx, provider_name: &str, name: &str, run_id: &str, a: &UpArgs) -> Result<()> {
+    validate_name(name)?;
+    let session_env = credential_env(&a.credentials)?;
+    let (spec, expires_at) = build_spec(a, name, run_id, &ctx.state.instance_id()?)?;
+    let provider = crate::context::provider(provider_name).await?;
+    let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
+    if !ctx.state.reserve(name, provider.name(), run_id, &spec.labels, expires_at)? {
+        return Err(usage(format!("a sandbox named `{name}` already exists")));
+    }
+    let quiet = crate::output::Output { json: false, quiet: 2, fancy: false };
+    if let Err(e) = create_and_boot(ctx, &quiet, provider.as_ref(), &spec, &runtime, &session_env).await {
+        let by_name = Labels::from([(labels::NAME.to_owned(), name.to_owned())]);
+        if let Ok(found) = provider.list(&by_name).await {
+            for s in found.into_iter().filter(|s| s.labels.get(labels::RUN_ID).map(String::as_str) == Some(run_id)) {
+                let _ = provider.destroy(&s.id).await;
+            }
+        }
+        if let Ok(Some(rec)) = ctx.state.get(name) {
+            if !rec.id.is_empty() {
+                let _ = provider.destroy(&rec.id).await;
+            }
+        }
+        ctx.state.remove(name)?;
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// The runtime variables that hand `agents`' credentials to agent sessions (see
 /// [`sbx_agent::server_env::SESSION_ENV_PREFIX`]); an error names an agent with none.
 pub fn credential_env(agents: &[String]) -> Result<Vec<(String, String)>> {
@@ -264,12 +295,13 @@ pub fn credential_env(agents: &[String]) -> Result<Vec<(String, String)>> {
 
 async fn create_and_boot(
     ctx: &Ctx,
+    out: &crate::output::Output,
     provider: &dyn Provider,
     spec: &SandboxSpec,
     runtime: &std::path::Path,
     session_env: &[(String, String)],
 ) -> Result<String> {
-    let step = ctx.out.step(&format!("creating sandbox on {}", provider.name()));
+    let step = out.step(&format!("creating sandbox on {}", provider.name()));
     let sandbox = match provider.create(spec).await {
         Ok(s) => s,
         Err(e) => {
@@ -284,7 +316,7 @@ async fn create_and_boot(
     }
 
     let layout = provider.runtime_layout(&sandbox.id).await?;
-    let step = ctx.out.step("uploading the runtime");
+    let step = out.step("uploading the runtime");
     if let Err(e) = bootstrap::install(provider, &sandbox.id, runtime, &layout).await {
         step.fail();
         return Err(e.into());
@@ -293,7 +325,7 @@ async fn create_and_boot(
 
     let token = bootstrap::fresh_token();
     crate::redact::register(&token);
-    let step = ctx.out.step("starting the runtime");
+    let step = out.step("starting the runtime");
     // Credentials go to the runtime's start only; the layout kept in the host state never holds them.
     let mut start_layout = layout.clone();
     start_layout.env.extend(session_env.iter().cloned());
@@ -303,7 +335,7 @@ async fn create_and_boot(
     }
     step.done();
 
-    let step = ctx.out.step("waiting until it is healthy");
+    let step = out.step("waiting until it is healthy");
     let endpoint = provider.endpoint(&sandbox.id, layout.port).await?;
     let handle = bootstrap::RuntimeHandle { endpoint, token };
     if let Err(e) = bootstrap::wait_healthy(&handle.client()?, Duration::from_secs(60)).await {

@@ -2,7 +2,7 @@
 //! file API. Contents always stream; nothing is held in memory whole.
 
 mod cp;
-mod transfer;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 

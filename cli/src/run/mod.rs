@@ -1,0 +1,365 @@
+//! `sbx run -f sbx.yaml`: many tasks, each in a fresh sandbox with an agent, at bounded concurrency,
+//! with everything that comes back written to a results directory CI systems and people can read.
+//!
+//! - `config.rs`: the file format and its errors (file:line:column, field path, "did you mean").
+//! - `plan.rs`: defaults, matrix expansion, `--filter`, `--shard`.
+//! - `task.rs`: one task's pipeline.
+//! - `report.rs`: `summary.json`, `junit.xml`, `summary.md`.
+
+pub mod config;
+pub mod plan;
+pub mod report;
+pub mod task;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Ctx;
+use crate::output::{usage, Exit, Output};
+
+/// `sbx run` flags.
+#[derive(Args, Debug)]
+#[command(after_help = "Exit code: 0 when every task passed, 1 when any failed, 2 for a config or setup error, 130 on Ctrl-C.\n\n\
+Examples:\n  sbx run -f sbx.yaml\n  sbx run -f sbx.yaml --validate\n  sbx run -f sbx.yaml --dry-run --json\n  \
+sbx run -f sbx.yaml --shard 2/4 --concurrency 8      # this CI machine's quarter\n  sbx run -f sbx.yaml --filter fix- --keep-failed\n\n\
+Results: sbx-results/<run-id>/ (see docs/ci.md). The file format: docs/sbx.schema.json, `sbx config schema`.")]
+pub struct RunArgs {
+    /// The config file.
+    #[arg(short, long, default_value = "sbx.yaml")]
+    pub file: PathBuf,
+    /// How many tasks run at once (default: the file's `defaults.concurrency`, else 4).
+    #[arg(short, long)]
+    pub concurrency: Option<usize>,
+    /// Run only shard I of N (1-based), e.g. 2/4: CI machines split a run deterministically.
+    #[arg(long)]
+    pub shard: Option<plan::Shard>,
+    /// Only tasks whose name contains this (repeatable).
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Print the expanded plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Check the file and stop.
+    #[arg(long)]
+    pub validate: bool,
+    /// Keep every sandbox afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Keep the sandboxes of tasks that did not pass.
+    #[arg(long)]
+    pub keep_failed: bool,
+    /// Where results go (default: sbx-results/<run-id>).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+/// `sbx runs` subcommands.
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    command: RunsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCommand {
+    /// List recorded runs, newest first.
+    Ls,
+    /// Show one run's summary.
+    Show {
+        /// The run id.
+        run: String,
+    },
+}
+
+/// `sbx config` subcommands.
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the JSON Schema of sbx.yaml.
+    Schema,
+}
+
+/// Runs `sbx config …`.
+pub fn config_command(out: &Output, a: ConfigArgs) -> Result<Exit> {
+    match a.command {
+        ConfigCommand::Schema => {
+            out.line(serde_json::to_string_pretty(&config::json_schema())?);
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn config_error(e: config::ConfigError) -> anyhow::Error {
+    usage(e.to_string())
+}
+
+/// Runs `sbx run`.
+pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
+    let file = a.file.clone();
+    let cfg = config::load(&file).map_err(config_error)?;
+    let mut tasks = plan::expand(&cfg, &file).map_err(config_error)?;
+    tasks = plan::filter(tasks, &a.filter);
+    if let Some(s) = a.shard {
+        tasks = plan::shard(tasks, s);
+    }
+    if a.validate {
+        if ctx.out.json {
+            ctx.out.json_value(&serde_json::json!({"valid": true, "tasks": tasks.len()}));
+        } else {
+            ctx.out.note(format!("{}: valid ({} tasks after expansion)", file.display(), tasks.len()));
+        }
+        return Ok(Exit::Success);
+    }
+    if a.dry_run {
+        if ctx.out.json {
+            ctx.out.json_value(&serde_json::to_value(&tasks)?);
+        } else {
+            for t in &tasks {
+                ctx.out.line(format!("{:<32} {:<7} {:<7} {}", t.name, t.provider, t.agent, t.prompt.lines().next().unwrap_or_default()));
+            }
+        }
+        return Ok(Exit::Success);
+    }
+    if tasks.is_empty() {
+        return Err(usage("no tasks to run (check --filter and --shard)"));
+    }
+    let concurrency = a.concurrency.or(cfg.defaults.concurrency).unwrap_or(4).max(1);
+    let run_id = format!("{}-{}", chrono_like_now(), &sbx_providers::random_hex(3));
+    let results = a.results.clone().unwrap_or_else(|| PathBuf::from("sbx-results").join(&run_id));
+    std::fs::create_dir_all(&results).map_err(|e| usage(format!("cannot create {}: {e}", results.display())))?;
+    ctx.state.record_run(&run_id, "running", None)?;
+    ctx.out.note(format!("run {run_id}: {} tasks, {concurrency} at a time; results in {}", tasks.len(), results.display()));
+
+    let cancel = CancellationToken::new();
+    let view = View::new(&ctx.out, &tasks);
+    let progress = |task: &str, phase: &str| view.phase(task, phase);
+    let env = task::TaskEnv {
+        ctx,
+        run_id: &run_id,
+        results: &results,
+        keep: a.keep,
+        keep_failed: a.keep_failed,
+        cancel: cancel.clone(),
+        progress: &progress,
+    };
+    let started = Instant::now();
+    let started_at = crate::state::now_secs();
+    let launched: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let results_stream = futures::stream::iter(tasks.iter())
+        .take_while(|_| {
+            let go = !cancel.is_cancelled();
+            async move { go }
+        })
+        .map(|t| {
+            launched.lock().unwrap_or_else(|e| e.into_inner()).push(t.name.clone());
+            let env = &env;
+            let view = &view;
+            async move {
+                let r = task::run(env, t).await;
+                view.done(&r);
+                r
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>();
+    tokio::pin!(results_stream);
+    let mut interrupted = false;
+    let mut done = tokio::select! {
+        r = &mut results_stream => r,
+        _ = tokio::signal::ctrl_c() => {
+            interrupted = true;
+            ctx.out.note("\ninterrupted: stopping launches, cancelling running turns, destroying this run's sandboxes (Ctrl-C again to leave at once; `sbx gc` cleans up)");
+            cancel.cancel();
+            tokio::spawn(async {
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(130);
+            });
+            results_stream.await
+        }
+    };
+    if interrupted {
+        cleanup_run(ctx, &run_id).await;
+    }
+    view.finish();
+    done.sort_by(|a, b| a.name.cmp(&b.name));
+    let ran: Vec<String> = launched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let not_run: Vec<String> = tasks.iter().filter(|t| !ran.contains(&t.name)).map(|t| t.name.clone()).collect();
+    let summary = report::Summary::new(&run_id, &file.display().to_string(), started_at, started.elapsed().as_millis() as u64, interrupted, done, not_run);
+    report::write(&results, &summary)?;
+    let status = if interrupted { "interrupted" } else if summary.all_passed() { "passed" } else { "failed" };
+    ctx.state.record_run(&run_id, status, Some(&serde_json::to_string(&summary)?))?;
+    if ctx.out.json {
+        ctx.out.json_value(&serde_json::to_value(&summary)?);
+    } else {
+        ctx.out.note(format!(
+            "{} of {} passed, {} failed, {} errors{} — {}",
+            summary.passed,
+            summary.total,
+            summary.failed,
+            summary.errors,
+            if interrupted { ", interrupted" } else { "" },
+            results.join("summary.md").display()
+        ));
+    }
+    Ok(if interrupted {
+        Exit::Interrupted
+    } else if summary.all_passed() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// Destroys every sandbox of the run: those in the state and any the providers list with its label.
+async fn cleanup_run(ctx: &Ctx, run_id: &str) {
+    let mut providers = std::collections::BTreeSet::new();
+    for rec in ctx.state.list().unwrap_or_default().into_iter().filter(|r| r.run_id == run_id) {
+        providers.insert(rec.provider.clone());
+        task::destroy(ctx, &rec.name).await;
+    }
+    let by_run = sbx_providers::Labels::from([(sbx_providers::labels::RUN_ID.to_owned(), run_id.to_owned())]);
+    for name in providers {
+        if let Ok(p) = crate::context::provider(&name).await {
+            if let Ok(found) = p.list(&by_run).await {
+                for s in found {
+                    let _ = p.destroy(&s.id).await;
+                }
+            }
+        }
+    }
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, for run ids that sort by time.
+fn chrono_like_now() -> String {
+    let secs = crate::state::now_secs();
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Runs `sbx runs …`.
+pub fn runs_command(ctx: &Ctx, a: RunsArgs) -> Result<Exit> {
+    match a.command {
+        RunsCommand::Ls => {
+            let runs = ctx.state.list_runs()?;
+            if ctx.out.json {
+                let v: Vec<_> = runs.iter().map(|(id, at, status)| serde_json::json!({"id": id, "createdAt": at, "status": status})).collect();
+                ctx.out.json_value(&serde_json::Value::Array(v));
+            } else {
+                ctx.out.line(format!("{:<24} {:<12} {}", "RUN", "STATUS", "CREATED"));
+                for (id, at, status) in runs {
+                    ctx.out.line(format!("{id:<24} {status:<12} {at}"));
+                }
+            }
+            Ok(Exit::Success)
+        }
+        RunsCommand::Show { run } => {
+            let Some((status, summary)) = ctx.state.get_run(&run)? else {
+                return Err(usage(format!("no run `{run}`; `sbx runs ls` lists them")));
+            };
+            let summary: Option<serde_json::Value> = summary.and_then(|s| serde_json::from_str(&s).ok());
+            if ctx.out.json {
+                ctx.out.json_value(&serde_json::json!({"id": run, "status": status, "summary": summary}));
+            } else {
+                ctx.out.line(format!("run {run}: {status}"));
+                if let Some(s) = summary {
+                    for t in s["tasks"].as_array().cloned().unwrap_or_default() {
+                        ctx.out.line(format!(
+                            "  {:<32} {:<10} {}",
+                            t["name"].as_str().unwrap_or_default(),
+                            t["status"].as_str().unwrap_or_default(),
+                            t["message"].as_str().unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// The live view: one line per running task with its phase and elapsed time on a terminal
+/// (indicatif), timestamped lines otherwise.
+struct View {
+    bars: Option<(indicatif::MultiProgress, std::collections::BTreeMap<String, indicatif::ProgressBar>)>,
+    plain: bool,
+}
+
+impl View {
+    fn new(out: &Output, tasks: &[plan::PlannedTask]) -> Self {
+        if out.json || out.quiet > 0 {
+            return Self { bars: None, plain: false };
+        }
+        if !out.fancy {
+            return Self { bars: None, plain: true };
+        }
+        let mp = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{spinner:.cyan} {prefix:<32} {msg:<20} {elapsed:>4}").expect("template");
+        let mut bars = std::collections::BTreeMap::new();
+        for t in tasks {
+            let pb = indicatif::ProgressBar::hidden();
+            pb.set_style(style.clone());
+            pb.set_prefix(t.name.clone());
+            bars.insert(t.name.clone(), pb);
+        }
+        Self { bars: Some((mp, bars)), plain: false }
+    }
+
+    fn phase(&self, task: &str, phase: &str) {
+        if let Some((mp, bars)) = &self.bars {
+            if let Some(pb) = bars.get(task) {
+                if pb.is_hidden() {
+                    let pb = mp.add(pb.clone());
+                    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+                }
+                pb.set_message(phase.to_owned());
+            }
+        } else if self.plain {
+            eprintln!("{} {task}: {phase}", timestamp());
+        }
+    }
+
+    fn done(&self, r: &task::TaskResult) {
+        let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let line = format!("{status} in {:.1}s{}", r.duration_ms as f64 / 1000.0, r.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default());
+        if let Some((_, bars)) = &self.bars {
+            if let Some(pb) = bars.get(&r.name) {
+                pb.finish_with_message(line);
+            }
+        } else if self.plain {
+            eprintln!("{} {}: {line}", timestamp(), r.name);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((mp, _)) = &self.bars {
+            let _ = mp.clear();
+        }
+    }
+}
+
+fn timestamp() -> String {
+    let now = crate::state::now_secs() % 86400;
+    format!("{:02}:{:02}:{:02}", now / 3600, now % 3600 / 60, now % 60)
+}

@@ -1,0 +1,404 @@
+//! One task of `sbx run`, start to end: up → workspace → setup → agent → check → collect → down,
+//! writing everything it learns into the task's results directory as it goes.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use futures::StreamExt;
+use sbx_agent::api::process::RunRequest;
+use sbx_agent::api::session::{CreateSessionRequest, EventData, McpServer, PermissionPolicy, TurnOutcome, Usage};
+use sbx_agent::client::{Client, WriteOptions};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::config::Workspace;
+use super::plan::PlannedTask;
+use crate::context::Ctx;
+use crate::output::Output;
+
+/// The workspace inside every task's sandbox (relative: the runtime resolves it in its root or cwd).
+pub const WORK: &str = "work";
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The agent finished and the check passed (or there was no check).
+    Passed,
+    /// The check failed, or the agent's turn failed.
+    Failed,
+    /// Something around the agent failed (sandbox, workspace, setup).
+    Error,
+    /// Ran out of time.
+    TimedOut,
+    /// Stopped by Ctrl-C.
+    Cancelled,
+}
+
+/// What `task.json` holds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskResult {
+    pub name: String,
+    pub status: Status,
+    /// Why, for anything but `passed`.
+    pub message: Option<String>,
+    pub agent: String,
+    pub provider: String,
+    pub sandbox: Option<String>,
+    pub attempts: u32,
+    /// Milliseconds per phase.
+    pub phases: BTreeMap<String, u64>,
+    pub duration_ms: u64,
+    pub check_exit_code: Option<i32>,
+    pub usage: Option<Usage>,
+    pub events: u64,
+    pub artifacts: Vec<String>,
+    pub kept: bool,
+}
+
+/// What every task shares.
+pub struct TaskEnv<'a> {
+    pub ctx: &'a Ctx,
+    pub run_id: &'a str,
+    pub results: &'a Path,
+    pub keep: bool,
+    pub keep_failed: bool,
+    pub cancel: CancellationToken,
+    pub progress: &'a dyn Fn(&str, &str),
+}
+
+/// Runs a task with its retries; never fails (failures are in the result).
+pub async fn run(env: &TaskEnv<'_>, task: &PlannedTask) -> TaskResult {
+    let dir = env.results.join(&task.name);
+    let _ = std::fs::create_dir_all(&dir);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut result = run_once(env, task, &dir, attempt).await;
+        result.attempts = attempt;
+        let retry = matches!(result.status, Status::Failed | Status::Error | Status::TimedOut)
+            && attempt <= task.retries
+            && !env.cancel.is_cancelled();
+        write_json(&dir.join("task.json"), &result);
+        let _ = std::fs::write(dir.join("exit_code"), format!("{}\n", result.check_exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())));
+        if !retry {
+            return result;
+        }
+        (env.progress)(&task.name, &format!("retrying (attempt {} of {})", attempt + 1, task.retries + 1));
+    }
+}
+
+async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, attempt: u32) -> TaskResult {
+    let started = Instant::now();
+    let mut r = TaskResult {
+        name: task.name.clone(),
+        status: Status::Error,
+        message: None,
+        agent: task.agent.clone(),
+        provider: task.provider.clone(),
+        sandbox: None,
+        attempts: attempt,
+        phases: BTreeMap::new(),
+        duration_ms: 0,
+        check_exit_code: None,
+        usage: None,
+        events: 0,
+        artifacts: Vec::new(),
+        kept: false,
+    };
+    let name = sandbox_name(env.run_id, &task.name, attempt);
+    r.sandbox = Some(name.clone());
+    let work = steps(env, task, dir, &name, &mut r);
+    let outcome = tokio::select! {
+        o = tokio::time::timeout(task.timeout, work) => match o {
+            Ok(o) => o,
+            Err(_) => { r.status = Status::TimedOut; Err(anyhow::anyhow!("timed out after {}s", task.timeout.as_secs())) }
+        },
+        _ = env.cancel.cancelled() => { r.status = Status::Cancelled; Err(anyhow::anyhow!("cancelled")) }
+    };
+    if let Err(e) = outcome {
+        if r.status == Status::Error || r.status == Status::Passed {
+            r.status = Status::Error;
+        }
+        r.message = Some(crate::redact::redact(&crate::output::error_line(&e)));
+    }
+    // Down, unless asked to keep it.
+    let keep = env.keep || (env.keep_failed && r.status != Status::Passed);
+    if env.ctx.state.get(&name).ok().flatten().is_some() {
+        if keep && !env.cancel.is_cancelled() {
+            r.kept = true;
+        } else {
+            (env.progress)(&task.name, "down");
+            let t = Instant::now();
+            destroy(env.ctx, &name).await;
+            r.phases.insert("down".into(), t.elapsed().as_millis() as u64);
+        }
+    }
+    r.duration_ms = started.elapsed().as_millis() as u64;
+    r
+}
+
+/// A sandbox name for the task: `r<run>-<task>`, within the 63-character limit.
+fn sandbox_name(run_id: &str, task: &str, attempt: u32) -> String {
+    let t: String = task.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let base = format!("r{}-{}", &run_id[..8.min(run_id.len())], t);
+    let base: String = base.chars().take(54).collect();
+    if attempt > 1 { format!("{base}-a{attempt}") } else { base }
+}
+
+/// The pipeline; records phases into `r` and sets the status when it gets that far.
+async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r: &mut TaskResult) -> Result<()> {
+    let quiet = Output { json: false, quiet: 2, fancy: false };
+    let phase = |r: &mut TaskResult, p: &str, t: Instant| {
+        r.phases.insert(p.to_owned(), t.elapsed().as_millis() as u64);
+    };
+
+    (env.progress)(&task.name, "up");
+    let t = Instant::now();
+    crate::commands::up::create_named(env.ctx, &task.provider, name, env.run_id, &up_args(task, name)).await?;
+    phase(r, "up", t);
+    let rec = env.ctx.record(name)?;
+    let client = env.ctx.client(&rec).await?;
+
+    (env.progress)(&task.name, "workspace");
+    let t = Instant::now();
+    workspace(&client, &quiet, task).await?;
+    phase(r, "workspace", t);
+
+    (env.progress)(&task.name, "setup");
+    let t = Instant::now();
+    let mut setup_log = std::fs::File::create(dir.join("setup.log"))?;
+    for cmd in &task.setup {
+        let out = shell(&client, cmd, &task.env, task.timeout).await?;
+        writeln!(setup_log, "$ {cmd}\n{}{}(exit {})", out.stdout, out.stderr, out.exit_code.unwrap_or(-1))?;
+        if out.exit_code != Some(0) {
+            phase(r, "setup", t);
+            anyhow::bail!("setup command `{cmd}` exited with {:?} (see setup.log)", out.exit_code);
+        }
+    }
+    phase(r, "setup", t);
+
+    (env.progress)(&task.name, &format!("agent ({})", task.agent));
+    let t = Instant::now();
+    let agent_ok = agent(env, &client, task, dir, r).await?;
+    phase(r, "agent", t);
+
+    // The diff, including files the agent created (untracked).
+    let t = Instant::now();
+    let diff = shell(&client, "git add -A >/dev/null 2>&1; git -c core.quotepath=off diff --cached --binary HEAD", &BTreeMap::new(), Duration::from_secs(120)).await?;
+    std::fs::write(dir.join("diff.patch"), diff.stdout)?;
+    phase(r, "diff", t);
+
+    (env.progress)(&task.name, "check");
+    let t = Instant::now();
+    let mut passed = agent_ok;
+    if let Some(check) = &task.check {
+        let out = shell(&client, check, &task.env, task.timeout).await?;
+        std::fs::write(dir.join("check.log"), format!("$ {check}\n{}{}(exit {})\n", out.stdout, out.stderr, out.exit_code.unwrap_or(-1)))?;
+        r.check_exit_code = out.exit_code;
+        passed = passed && out.exit_code == Some(0);
+    }
+    phase(r, "check", t);
+
+    if !task.artifacts.is_empty() {
+        (env.progress)(&task.name, "collect");
+        let t = Instant::now();
+        r.artifacts = collect(&client, &quiet, task, &dir.join("artifacts")).await?;
+        phase(r, "collect", t);
+    }
+    r.status = if passed { Status::Passed } else { Status::Failed };
+    if !passed {
+        r.message = Some(match (agent_ok, r.check_exit_code) {
+            (false, _) => "the agent's turn did not complete (see events.jsonl)".into(),
+            (true, Some(c)) => format!("the check exited with {c} (see check.log)"),
+            (true, None) => "failed".into(),
+        });
+    }
+    Ok(())
+}
+
+fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
+    crate::commands::up::UpArgs {
+        provider: task.provider.clone(),
+        name: Some(name.to_owned()),
+        image: task.image.clone(),
+        env: Vec::new(),
+        env_file: Vec::new(),
+        cpus: task.cpus,
+        memory: task.memory.clone(),
+        network: task.network.clone().unwrap_or_else(|| "bridge".into()),
+        ports: Vec::new(),
+        labels: vec![format!("dev.sbx.task={}", task.name)],
+        ttl: task.ttl.clone(),
+        credentials: task.credentials.clone(),
+    }
+}
+
+/// Puts the workspace in place and commits it as the baseline the diff is taken against.
+async fn workspace(client: &Client, quiet: &Output, task: &PlannedTask) -> Result<()> {
+    match &task.workspace {
+        Some(Workspace::Dir(local)) => {
+            let local = PathBuf::from(local);
+            anyhow::ensure!(local.is_dir(), "workspace `{}` is not a directory", local.display());
+            client.mkdir(WORK, true).await?;
+            crate::commands::fs::transfer::upload_dir(client, quiet, &local, WORK).await?;
+        }
+        Some(Workspace::Git(g)) => {
+            let checkout = g.git_ref.as_deref().map(|r| format!(" && git -C {WORK} checkout -q {}", sh_quote(r))).unwrap_or_default();
+            let out = shell_in(client, None, &format!("git clone -q {} {WORK}{checkout}", sh_quote(&g.git)), &BTreeMap::new(), Duration::from_secs(600)).await?;
+            anyhow::ensure!(out.exit_code == Some(0), "git clone {} failed: {}", g.git, out.stderr.trim());
+        }
+        None => {
+            client.mkdir(WORK, true).await?;
+        }
+    }
+    if let Some(file) = &task.instructions {
+        let text = std::fs::read(file).with_context(|| format!("instructions {}", file.display()))?;
+        let target = if task.agent == "claude" { "CLAUDE.md" } else { "AGENTS.md" };
+        client.write_bytes(&format!("{WORK}/{target}"), text, WriteOptions::default()).await?;
+    }
+    for skill in &task.skills {
+        let base = skill.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "skill".into());
+        crate::commands::fs::transfer::upload_dir(client, quiet, skill, &format!(".sbx-run/skills/{base}")).await?;
+    }
+    // A baseline commit (in a repository of its own when the workspace is not one), so the diff shows
+    // exactly what the task changed.
+    let base = "git rev-parse --git-dir >/dev/null 2>&1 || git init -q; git add -A && \
+                git -c user.email=sbx@localhost -c user.name=sbx commit -q --allow-empty -m 'sbx baseline'";
+    let out = shell(client, base, &BTreeMap::new(), Duration::from_secs(120)).await?;
+    anyhow::ensure!(out.exit_code == Some(0), "could not record the workspace baseline (is git installed in the image?): {}", out.stderr.trim());
+    Ok(())
+}
+
+/// One agent session, one turn; events go to `events.jsonl` (and the host state) as they arrive.
+async fn agent(env: &TaskEnv<'_>, client: &Client, task: &PlannedTask, dir: &Path, r: &mut TaskResult) -> Result<bool> {
+    let skills = task
+        .skills
+        .iter()
+        .map(|s| format!(".sbx-run/skills/{}", s.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "skill".into())))
+        .collect();
+    let req = CreateSessionRequest {
+        agent: task.agent.clone(),
+        cwd: Some(WORK.into()),
+        model: task.model.clone(),
+        permission_policy: PermissionPolicy::AllowAll,
+        env: task.env.clone(),
+        mcp_servers: task
+            .mcp_servers
+            .iter()
+            .map(|m| McpServer {
+                name: m.name.clone(),
+                command: m.command.clone(),
+                args: m.args.clone(),
+                env: m.env.clone(),
+                url: m.url.clone(),
+                headers: m.headers.clone(),
+            })
+            .collect(),
+        skills,
+        ..Default::default()
+    };
+    let session = client.create_session(&req).await.context("starting the agent")?;
+    let turn = client.send_message(&session.id, &task.prompt, false).await?;
+    let mut follow = client.follow_events(&session.id, 0).await?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
+    let mut all = Vec::new();
+    let mut rows = Vec::new();
+    let mut outcome = None;
+    let sandbox = r.sandbox.clone().unwrap_or_default();
+    loop {
+        let ev = tokio::select! {
+            ev = follow.next() => ev,
+            _ = env.cancel.cancelled() => {
+                let _ = client.cancel_turn(&session.id).await;
+                None
+            }
+        };
+        let Some(ev) = ev else { break };
+        let ev = ev?;
+        let line = serde_json::to_string(&ev)?;
+        writeln!(file, "{line}")?;
+        rows.push((ev.sequence, line));
+        r.events += 1;
+        let done = match &ev.body {
+            EventData::TurnCompleted(t) if ev.sequence > turn.first_sequence => {
+                r.usage = t.usage.clone();
+                Some(t.outcome)
+            }
+            _ => None,
+        };
+        all.push(ev);
+        if let Some(o) = done {
+            outcome = Some(o);
+            break;
+        }
+    }
+    file.flush()?;
+    env.ctx.state.record_events(&sandbox, &session.id, &rows)?;
+    std::fs::write(dir.join("transcript.md"), crate::commands::session::markdown(&session.id, &all))?;
+    let _ = client.end_session(&session.id, false).await;
+    Ok(outcome == Some(TurnOutcome::Completed))
+}
+
+/// Downloads the workspace files matching the task's globs.
+async fn collect(client: &Client, quiet: &Output, task: &PlannedTask, into: &Path) -> Result<Vec<String>> {
+    let patterns: Vec<glob::Pattern> = task
+        .artifacts
+        .iter()
+        .map(|g| glob::Pattern::new(g).map_err(|e| anyhow::anyhow!("artifact glob `{g}`: {e}")))
+        .collect::<Result<_>>()?;
+    let listing = shell(client, "find . -path ./.git -prune -o -type f -print", &BTreeMap::new(), Duration::from_secs(60)).await?;
+    let mut got = Vec::new();
+    for path in listing.stdout.lines().map(|l| l.trim_start_matches("./")) {
+        if !patterns.iter().any(|p| p.matches(path)) {
+            continue;
+        }
+        let remote = format!("{WORK}/{path}");
+        let local = into.join(path);
+        if let Some(parent) = local.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let entry = client.stat(&remote).await?;
+        crate::commands::fs::transfer::download_file(client, quiet, &remote, &local, &entry).await?;
+        got.push(path.to_owned());
+    }
+    Ok(got)
+}
+
+async fn shell(client: &Client, cmd: &str, env: &BTreeMap<String, String>, timeout: Duration) -> Result<sbx_agent::api::process::RunResponse> {
+    shell_in(client, Some(WORK), cmd, env, timeout).await
+}
+
+async fn shell_in(client: &Client, cwd: Option<&str>, cmd: &str, env: &BTreeMap<String, String>, timeout: Duration) -> Result<sbx_agent::api::process::RunResponse> {
+    let mut req = RunRequest::shell(cmd);
+    req.cwd = cwd.map(str::to_owned);
+    req.env = env.clone();
+    req.timeout_ms = Some(timeout.as_millis().min(3_600_000) as u64);
+    Ok(client.run(&req).await?)
+}
+
+fn sh_quote(s: &str) -> String {
+    sbx_agent::credentials::shell_quote(s)
+}
+
+/// Destroys a sandbox by name and forgets it (errors are left for `sbx gc`).
+pub async fn destroy(ctx: &Ctx, name: &str) {
+    if let Ok(Some(rec)) = ctx.state.get(name) {
+        if let Ok(p) = crate::context::provider(&rec.provider).await {
+            if !rec.id.is_empty() && p.destroy(&rec.id).await.is_err() {
+                return;
+            }
+        }
+        let _ = ctx.state.remove(name);
+    }
+}
+
+fn write_json(path: &Path, v: &impl Serialize) {
+    if let Ok(text) = serde_json::to_string_pretty(v) {
+        let _ = std::fs::write(path, text + "\n");
+    }
+}
