@@ -232,7 +232,7 @@ fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
         memory: task.memory.clone(),
         network: task.network.clone().unwrap_or_else(|| "bridge".into()),
         ports: Vec::new(),
-        labels: vec![format!("dev.sbx.task={}", task.name)],
+        labels: vec![format!("sbx-task={}", task.name)],
         ttl: task.ttl.clone(),
         credentials: task.credentials.clone(),
     }
