@@ -10,4 +10,5 @@ mod fake_llm;
 mod fs;
 mod processes;
 mod pty;
+mod run;
 mod sessions;

@@ -77,7 +77,14 @@ pub fn expand(config: &RunConfig, file: &Path) -> Result<Vec<PlannedTask>, Confi
             let name = if combo.is_empty() {
                 t.name.clone()
             } else {
-                let suffix: Vec<String> = combo.values().map(|v| slug(v)).collect();
+                // Prompts are long: they are named by position (`p1`, `p2`); other values by themselves.
+                let suffix: Vec<String> = combo
+                    .iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "prompt" => format!("p{}", t.matrix[k].iter().position(|x| x == v).unwrap_or(0) + 1),
+                        _ => slug(v),
+                    })
+                    .collect();
                 format!("{}.{}", t.name, suffix.join("."))
             };
             let prompt = pick("prompt").or_else(|| t.prompt.clone()).or_else(|| prompt_from_file.clone()).unwrap_or_default();

@@ -1,0 +1,269 @@
+//! `sbx run -f sbx.yaml` end to end with the mock agent: results, JUnit read back by a real XML
+//! parser, diffs, matrices, shards, Ctrl-C in the middle of a Docker run, config errors (snapshots),
+//! and the example files under templates/run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sbx_tests::{bin, workspace_root};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `sbx ARGS` in `dir` with its own state; Docker reachable only when `docker` is true.
+fn sbx(dir: &Path, args: &[&str], docker: bool) -> Command {
+    let mut c = Command::new(bin("sbx"));
+    c.args(args).current_dir(dir).env("XDG_STATE_HOME", dir.join("state")).env("NO_COLOR", "1").env_remove("GITHUB_STEP_SUMMARY").stdin(Stdio::null());
+    if docker {
+        c.env("SBX_RUNTIME", sbx_tests::static_runtime());
+    } else {
+        c.env_remove("SBX_RUNTIME").env("DOCKER_HOST", format!("unix://{}/no-docker.sock", dir.display()));
+    }
+    c
+}
+
+fn results_dir(dir: &Path) -> PathBuf {
+    let base = dir.join("sbx-results");
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(&base).expect("sbx-results").map(|e| e.unwrap().path()).collect();
+    runs.sort();
+    runs.pop().expect("a run directory")
+}
+
+/// Counts from junit.xml, read by Python's XML parser (a real one, not ours).
+fn junit_counts(path: &Path) -> (u64, u64, u64, u64, Vec<String>) {
+    let script = "import sys, xml.etree.ElementTree as ET\n\
+                  r = ET.parse(sys.argv[1]).getroot()\n\
+                  s = r.find('testsuite')\n\
+                  cases = s.findall('testcase')\n\
+                  print(s.get('tests'), s.get('failures'), s.get('errors'), len(cases))\n\
+                  print(' '.join(c.get('name') for c in cases if c.find('failure') is not None))";
+    let out = Command::new("python3").arg("-c").arg(script).arg(path).output().expect("python3");
+    assert!(out.status.success(), "the JUnit file does not parse: {}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let mut lines = t.lines();
+    let nums: Vec<u64> = lines.next().unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let failed = lines.next().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+    (nums[0], nums[1], nums[2], nums[3], failed)
+}
+
+fn ten_tasks(dir: &Path, provider: &str, image: Option<&str>) {
+    std::fs::create_dir_all(dir.join("repo")).unwrap();
+    std::fs::write(dir.join("repo/README.md"), "hello\n").unwrap();
+    let mut y = format!("version: 1\ndefaults:\n  provider: {provider}\n  agent: mock\n  concurrency: 4\n");
+    if let Some(i) = image {
+        y.push_str(&format!("  image: {i}\n"));
+    }
+    y.push_str("tasks:\n");
+    for i in 0..9 {
+        y.push_str(&format!("  - name: t{i}\n    workspace: ./repo\n    prompt: \"write out/t{i}.txt done {i}\"\n    check: test -f out/t{i}.txt\n    artifacts: [\"out/*.txt\"]\n"));
+    }
+    y.push_str("  - name: broken\n    workspace: ./repo\n    prompt: \"echo I did nothing\"\n    check: test -f out/never.txt\n");
+    std::fs::write(dir.join("sbx.yaml"), y).unwrap();
+}
+
+fn check_ten(dir: &Path, out: &Output) {
+    assert_eq!(out.status.code(), Some(1), "one failing check makes the run fail: {}", text(&out.stderr));
+    let res = results_dir(dir);
+    let (tests, failures, errors, cases, failed) = junit_counts(&res.join("junit.xml"));
+    assert_eq!((tests, failures, errors, cases), (10, 1, 0, 10), "{}", text(&out.stderr));
+    assert_eq!(failed, vec!["broken".to_owned()]);
+    let diff = std::fs::read_to_string(res.join("t3/diff.patch")).unwrap();
+    assert!(diff.contains("+++ b/out/t3.txt") && diff.contains("+done 3"), "the diff holds the agent's change: {diff}");
+    assert_eq!(std::fs::read_to_string(res.join("t3/artifacts/out/t3.txt")).unwrap(), "done 3");
+    for f in ["events.jsonl", "transcript.md", "setup.log", "check.log", "exit_code", "task.json"] {
+        assert!(res.join("t0").join(f).exists(), "t0/{f} missing");
+    }
+    assert_eq!(std::fs::read_to_string(res.join("broken/exit_code")).unwrap().trim(), "1");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(res.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(9), Some(1)));
+    let md = std::fs::read_to_string(res.join("summary.md")).unwrap();
+    assert!(md.contains("9 of 10 tasks passed"), "{md}");
+    // Every sandbox is gone, and the run is recorded.
+    let ls = sbx(dir, &["ls", "--json"], false).output().unwrap();
+    assert_eq!(text(&ls.stdout).trim(), "[]");
+    let runs = sbx(dir, &["runs", "ls", "--json"], false).output().unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "failed");
+}
+
+#[test]
+fn ten_tasks_at_concurrency_four_on_local() {
+    let dir = tempfile::tempdir().unwrap();
+    ten_tasks(dir.path(), "local", None);
+    let summary_file = dir.path().join("step-summary.md");
+    let out = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).env("GITHUB_STEP_SUMMARY", &summary_file).output().unwrap();
+    check_ten(dir.path(), &out);
+    assert!(std::fs::read_to_string(summary_file).unwrap().contains("9 of 10 tasks passed"), "appended to $GITHUB_STEP_SUMMARY");
+}
+
+#[test]
+fn ten_tasks_at_concurrency_four_on_docker() {
+    if !sbx_tests::docker_available() {
+        eprintln!("skipped: Docker is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    ten_tasks(dir.path(), "docker", Some(&crate::conformance::base_image()));
+    let out = sbx(dir.path(), &["run", "-f", "sbx.yaml"], true).output().unwrap();
+    check_ten(dir.path(), &out);
+}
+
+#[test]
+fn dry_run_expands_matrices_and_shards_partition_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sbx.yaml"),
+        "version: 1\ndefaults: {agent: mock}\ntasks:\n  - name: m\n    prompt: go\n    matrix:\n      agent: [mock, claude, codex]\n      model: [a, b]\n  - name: single\n    prompt: hi\n",
+    )
+    .unwrap();
+    let plan = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["run", "-f", "sbx.yaml", "--dry-run", "--json"];
+        args.extend_from_slice(extra);
+        let out = sbx(dir.path(), &args, false).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let all = plan(&[]);
+    assert_eq!(all.len(), 7);
+    assert!(all.contains(&"m.claude.b".to_owned()) && all.contains(&"single".to_owned()), "{all:?}");
+    let mut union: Vec<String> = (1..=3).flat_map(|i| plan(&["--shard", &format!("{i}/3")])).collect();
+    union.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(union, want, "three shards run every task exactly once");
+    assert_eq!(plan(&["--filter", "codex"]), vec!["m.codex.a", "m.codex.b"]);
+}
+
+#[test]
+fn malformed_configs_exit_2_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("bad-yaml", "version: 1\ntasks: [\n  - name: a\n"),
+        ("unknown-key", "version: 1\ntasks:\n  - name: a\n    promt: hi\n"),
+        ("wrong-type", "version: 1\ntasks:\n  - name: a\n    prompt: hi\n    retries: many\n"),
+        ("missing-prompt", "version: 1\ntasks:\n  - name: a\n    check: make test\n"),
+        ("bad-version", "version: 3\ntasks:\n  - name: a\n    prompt: hi\n"),
+    ];
+    let mut report = String::new();
+    for (name, body) in cases {
+        let file = format!("{name}.yaml");
+        std::fs::write(dir.path().join(&file), body).unwrap();
+        let out = sbx(dir.path(), &["run", "-f", &file, "--validate"], false).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out.stderr));
+        report.push_str(&format!("{name}: {}", text(&out.stderr)));
+    }
+    insta::assert_snapshot!(report);
+    let out = sbx(dir.path(), &["run", "-f", "nope.yaml"], false).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope.yaml: cannot read it"));
+}
+
+#[test]
+fn the_committed_schema_matches_the_code() {
+    let out = Command::new(bin("sbx")).args(["config", "schema"]).output().unwrap();
+    assert!(out.status.success());
+    let now: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = workspace_root().join("docs/sbx.schema.json");
+    let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
+    assert!(
+        now == committed,
+        "docs/sbx.schema.json is out of date: run `cargo run -p sbx-cli -- config schema > docs/sbx.schema.json`"
+    );
+}
+
+#[test]
+fn the_quickstart_template_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("run");
+    copy_dir(&workspace_root().join("templates/run"), &copy);
+    let out = sbx(&copy, &["run", "-f", "quickstart.yaml"], false).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let res = results_dir(&copy);
+    let (tests, failures, errors, _, _) = junit_counts(&res.join("junit.xml"));
+    assert_eq!((tests, failures, errors), (4, 0, 0));
+}
+
+#[test]
+fn the_docker_template_runs_sharded() {
+    if !sbx_tests::docker_available() {
+        eprintln!("skipped: Docker is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("run");
+    copy_dir(&workspace_root().join("templates/run"), &copy);
+    let yaml = std::fs::read_to_string(copy.join("ci-docker.yaml")).unwrap().replace("sbx-base:latest", &crate::conformance::base_image());
+    std::fs::write(copy.join("ci-docker.yaml"), yaml).unwrap();
+    let mut total = 0;
+    for shard in ["1/2", "2/2"] {
+        let out = sbx(&copy, &["run", "-f", "ci-docker.yaml", "--shard", shard], true).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let res = results_dir(&copy);
+        total += junit_counts(&res.join("junit.xml")).0;
+        std::fs::rename(&res, copy.join(format!("done-{}", shard.replace('/', "-")))).unwrap();
+    }
+    assert_eq!(total, 3, "the two shards ran the three tasks between them");
+}
+
+/// SIGINT in the middle of a Docker run: no container of the run is left, and a partial summary is
+/// written.
+#[test]
+fn sigint_mid_docker_run_cleans_up_and_writes_a_partial_summary() {
+    if !sbx_tests::docker_available() {
+        eprintln!("skipped: Docker is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let image = crate::conformance::base_image();
+    let mut y = format!("version: 1\ndefaults:\n  provider: docker\n  image: {image}\n  agent: mock\n  concurrency: 2\ntasks:\n");
+    for i in 0..6 {
+        y.push_str(&format!("  - name: slow{i}\n    prompt: \"sleep 60000\"\n"));
+    }
+    std::fs::write(dir.path().join("sbx.yaml"), y).unwrap();
+    let mut child = sbx(dir.path(), &["run", "-f", "sbx.yaml"], true).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Wait until two agents are running (their sandboxes exist), then Ctrl-C.
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut agents = 0;
+    let mut run_id = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("run ") {
+            run_id = rest.split(':').next().unwrap_or_default().to_owned();
+        }
+        if line.contains(": agent (mock)") {
+            agents += 1;
+            if agents == 2 {
+                break;
+            }
+        }
+    }
+    assert!(!run_id.is_empty());
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
+    let left = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=dev.sbx.run-id={run_id}")]).output().unwrap();
+    assert_eq!(text(&left.stdout).trim(), "", "containers of the run are left behind");
+    let res = results_dir(dir.path());
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(res.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["notRun"].as_array().unwrap().len(), 4, "{summary}");
+    let (tests, _, errors, _, _) = junit_counts(&res.join("junit.xml"));
+    assert_eq!((tests, errors), (6, 2));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
