@@ -227,9 +227,14 @@ async fn a_missing_image_is_pulled_with_progress_per_layer() {
     let marker = sbx_tests::random_token();
     let files = tempfile::tempdir().expect("tempdir");
     std::fs::write(files.path().join("marker"), &marker).expect("write marker");
+    // Plus a few MB of random bytes: Docker reports no "Downloading" progress for a layer so small it
+    // arrives in one read (the base image's own layers are already here, so this is the only download).
+    let mut ballast = vec![0u8; 4 << 20];
+    getrandom::fill(&mut ballast).expect("random");
+    std::fs::write(files.path().join("ballast"), &ballast).expect("write ballast");
     let builder = format!("sbx-pull-test-{}", std::process::id());
-    let marker_path = files.path().join("marker").display().to_string();
-    let marker_dest = format!("{builder}:/marker");
+    let marker_path = files.path().display().to_string() + "/.";
+    let marker_dest = format!("{builder}:/");
     let steps: [Vec<&str>; 6] = [
         vec!["create", "--name", &builder, "sbx-base:latest", "true"],
         vec!["cp", &marker_path, &marker_dest],
