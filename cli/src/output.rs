@@ -256,3 +256,8 @@ impl LayerBars {
         }
     }
 }
+
+/// Unix seconds as a UTC date and time (for `sbx fs ls`, run ids and log lines).
+pub fn utc(secs: u64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}

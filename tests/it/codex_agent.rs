@@ -52,21 +52,7 @@ impl Env {
         let llm = FakeLlm::start().await;
         let bin_dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(&bin, bin_dir.path().join("codex")).unwrap();
-        let codex_home = tempfile::tempdir().unwrap();
-        let config = format!(
-            r#"model = "gpt-test"
-model_provider = "fake"
-
-[model_providers.fake]
-name = "fake"
-base_url = "{}"
-env_key = "FAKE_KEY"
-wire_api = "responses"
-{provider_extra}
-"#,
-            llm.openai_base_url()
-        );
-        std::fs::write(codex_home.path().join("config.toml"), config).unwrap();
+        let codex_home = sbx_tests::fake_llm::codex_home(&llm, provider_extra);
         Some(Self {
             llm,
             work: tempfile::tempdir().unwrap(),

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use sbx_tests::fake_llm::{Api, FakeLlm, Reply};
+use sbx_tests::fake_llm::{codex_home, Api, FakeLlm, Reply};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -461,26 +461,6 @@ async fn fake_llm_claude_api_errors_end_the_turn_quickly_with_retries_bounded() 
         "claude: 401 {:?}, 500+1 retry {:?}, 429+Retry-After 1 {:?}, hang with API_TIMEOUT_MS=2000 {:?}",
         run401.elapsed, run500.elapsed, run429.elapsed, hung.elapsed
     );
-}
-
-/// A `CODEX_HOME` whose config points codex at `llm`.
-fn codex_home(llm: &FakeLlm, extra_provider_lines: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        r#"model = "gpt-test"
-model_provider = "fake"
-
-[model_providers.fake]
-name = "fake"
-base_url = "{}"
-env_key = "FAKE_KEY"
-wire_api = "responses"
-{extra_provider_lines}
-"#,
-        llm.openai_base_url()
-    );
-    std::fs::write(dir.path().join("config.toml"), config).unwrap();
-    dir
 }
 
 fn codex_cmd(bin: &Path, codex_home: &Path, home: &Path, cwd: &Path, prompt: &str) -> Command {

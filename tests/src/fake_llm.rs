@@ -1159,3 +1159,15 @@ mod tests {
         assert!(split_chunks("", 3).is_empty());
     }
 }
+
+/// A `CODEX_HOME` whose `config.toml` points codex at `llm` (model provider `fake`, key from the
+/// `FAKE_KEY` variable), with `extra_provider_lines` added to the provider's table.
+pub fn codex_home(llm: &FakeLlm, extra_provider_lines: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "model = \"gpt-test\"\nmodel_provider = \"fake\"\n\n[model_providers.fake]\nname = \"fake\"\nbase_url = \"{}\"\nenv_key = \"FAKE_KEY\"\nwire_api = \"responses\"\n{extra_provider_lines}\n",
+        llm.openai_base_url()
+    );
+    std::fs::write(dir.path().join("config.toml"), config).expect("write config.toml");
+    dir
+}

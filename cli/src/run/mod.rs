@@ -135,7 +135,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
         return Err(usage("no tasks to run (check --filter and --shard)"));
     }
     let concurrency = a.concurrency.or(cfg.defaults.concurrency).unwrap_or(4).max(1);
-    let run_id = format!("{}-{}", chrono_like_now(), &sbx_providers::random_hex(3));
+    let run_id = format!("{}-{}", utc_run_stamp(), &sbx_providers::random_hex(3));
     let results = a.results.clone().unwrap_or_else(|| PathBuf::from("sbx-results").join(&run_id));
     std::fs::create_dir_all(&results).map_err(|e| usage(format!("cannot create {}: {e}", results.display())))?;
     ctx.state.record_run(&run_id, "running", None)?;
@@ -241,21 +241,9 @@ async fn cleanup_run(ctx: &Ctx, run_id: &str) {
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC, for run ids that sort by time.
-fn chrono_like_now() -> String {
-    let secs = crate::state::now_secs();
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+fn utc_run_stamp() -> String {
+    let t = crate::output::utc(crate::state::now_secs());
+    format!("{:04}{:02}{:02}-{:02}{:02}{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
 }
 
 /// Runs `sbx runs …`.
