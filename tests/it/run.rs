@@ -267,3 +267,32 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A git workspace is cloned inside the sandbox at the given ref, and the diff is against it.
+#[test]
+fn a_git_workspace_is_cloned_at_its_ref() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("origin");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(&repo).env("GIT_AUTHOR_NAME", "t").env("GIT_AUTHOR_EMAIL", "t@localhost").env("GIT_COMMITTER_NAME", "t").env("GIT_COMMITTER_EMAIL", "t@localhost").output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("VERSION"), "1\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "one"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("VERSION"), "2\n").unwrap();
+    git(&["commit", "-qam", "two"]);
+    let yaml = format!(
+        "version: 1\ndefaults: {{provider: local, agent: mock}}\ntasks:\n  - name: at-v1\n    workspace: {{git: '{}', ref: v1}}\n    prompt: \"write NOTES.md on v1\"\n    check: grep -qx 1 VERSION\n",
+        repo.display()
+    );
+    std::fs::write(dir.path().join("sbx.yaml"), yaml).unwrap();
+    let out = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let res = results_dir(dir.path());
+    let diff = std::fs::read_to_string(res.join("at-v1/diff.patch")).unwrap();
+    assert!(diff.contains("+++ b/NOTES.md") && !diff.contains("VERSION"), "{diff}");
+}
