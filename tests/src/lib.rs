@@ -4,6 +4,7 @@
 //! Tests never sleep for a fixed time to wait for something: they poll a condition with [`wait_for`].
 
 pub mod fake_llm;
+pub mod fakes;
 pub mod sessions;
 
 use std::path::{Path, PathBuf};

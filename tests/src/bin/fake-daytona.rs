@@ -1,0 +1,24 @@
+//! The fake Daytona as a process (for the Python oracle): prints `DAYTONA_API_URL=…` and
+//! `DAYTONA_API_KEY=…` on stdout, then serves until killed. Env: `SBX_BASE_IMAGE` (the sandboxes'
+//! image), `FAKE_DAYTONA_API_KEY` (the key it accepts; random otherwise).
+
+use sbx_tests::fakes::daytona::{FakeConfig, FakeDaytona};
+
+#[tokio::main]
+async fn main() {
+    let mut config = FakeConfig::default();
+    if let Ok(key) = std::env::var("FAKE_DAYTONA_API_KEY") {
+        config.api_key = key;
+    }
+    let fake = FakeDaytona::start_with(config).await;
+    println!("DAYTONA_API_URL={}", fake.api_url());
+    println!("DAYTONA_API_KEY={}", fake.api_key());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    fake.shutdown();
+}

@@ -1,0 +1,3 @@
+//! Fake cloud control planes backed by real local containers (see `tests/fakes/README.md`).
+
+pub mod daytona;
