@@ -1,3 +1,4 @@
 //! Fake cloud control planes backed by real local containers (see `tests/fakes/README.md`).
 
 pub mod daytona;
+pub mod e2b;
