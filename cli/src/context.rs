@@ -91,7 +91,11 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<crate::output:
             }
             Ok(Arc::new(p))
         }
-        "e2b" | "daytona" | "vercel" | "modal" => {
+        "e2b" => {
+            let key = crate::auth::require(crate::auth::provider_auth("e2b")?, None)?;
+            Ok(Arc::new(sbx_providers::e2b::E2bProvider::new(key.key.expose())?))
+        }
+        "daytona" | "vercel" | "modal" => {
             // The key is looked up the same way the providers will use it, so its error comes first.
             crate::auth::require(crate::auth::provider_auth(name)?, None)?;
             Err(usage(format!(

@@ -29,6 +29,7 @@ pub mod bootstrap;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod docker;
+pub mod e2b;
 mod error;
 pub mod local;
 

@@ -6,6 +6,7 @@ mod codex_agent;
 mod conformance;
 mod credentials;
 mod docker;
+mod e2b;
 mod fake_llm;
 mod fs;
 mod processes;

@@ -463,7 +463,7 @@ fn from_summary(c: ContainerSummary) -> Sandbox {
 }
 
 /// Unix seconds of an RFC 3339 UTC time as Docker writes it (`2024-05-01T12:34:56.123456789Z`).
-fn parse_rfc3339(s: &str) -> Option<u64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);

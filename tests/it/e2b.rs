@@ -1,0 +1,207 @@
+//! The E2B provider against the fake E2B (`sbx_tests::fakes::e2b`, one Docker container per sandbox):
+//! the conformance suite, the CLI end to end, and the faults it must survive.
+
+use std::time::Duration;
+
+use sbx_providers::bootstrap::{bootstrap, wait_healthy};
+use sbx_providers::e2b::{E2bProvider, RetryPolicy, CREATE_KEY};
+use sbx_providers::{conformance, Error, ExecSpec, Labels, Provider, SandboxSpec, SandboxState};
+use sbx_tests::fakes::e2b::{FakeE2b, Route};
+
+async fn fake() -> Option<FakeE2b> {
+    if !sbx_tests::docker_available() {
+        eprintln!("skipping: Docker is not available (set SBX_REQUIRE_DOCKER=1 to fail instead)");
+        return None;
+    }
+    Some(FakeE2b::start().await)
+}
+
+fn provider(fake: &FakeE2b) -> E2bProvider {
+    E2bProvider::new(fake.api_key())
+        .expect("provider")
+        .with_api_url(fake.url())
+        .with_sandbox_url(fake.url())
+        .with_retry(RetryPolicy { attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2) })
+}
+
+/// Containers of this fake that Docker still has (the fake's own bookkeeping is not the oracle).
+async fn containers(fake: &FakeE2b) -> Vec<String> {
+    let out = tokio::process::Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", "label=dev.sbx.fake=e2b"])
+        .output()
+        .await
+        .expect("docker ps");
+    let prefix = fake.container_prefix();
+    String::from_utf8_lossy(&out.stdout).lines().filter(|n| n.starts_with(&prefix)).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2b_provider_conforms() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    conformance::run_all(&p, &sbx_tests::static_runtime(), &SandboxSpec::default()).await;
+    assert!(fake.sandbox_ids().is_empty(), "the suite left sandboxes behind: {:?}", fake.sandbox_ids());
+    assert!(containers(&fake).await.is_empty(), "the suite left containers behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_retried_honouring_retry_after_and_makes_one_sandbox() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    fake.fail_next(Route::Create, 429, Some(1));
+    let started = std::time::Instant::now();
+    let sandbox = p.create(&SandboxSpec::named("throttled")).await.expect("create after a 429");
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert_eq!(fake.creates(), 1);
+    assert_eq!(fake.sandbox_ids(), [sandbox.id.clone()], "exactly one sandbox");
+    // A 429 that never ends is reported as such, with the wait the platform asked for.
+    for _ in 0..3 {
+        fake.fail_next(Route::Get, 429, Some(0));
+    }
+    let err = p.get(&sandbox.id).await.expect_err("persistent 429");
+    assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+    p.destroy(&sandbox.id).await.expect("destroy");
+    assert!(fake.sandbox_ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_on_create_is_a_clear_error_and_leaves_nothing() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    // Every try makes the sandbox and then answers 500 (the server timed out on the way back): the
+    // Idempotency-Key keeps it to one sandbox, and the provider kills it when it gives up.
+    for _ in 0..3 {
+        fake.fail_next_after(Route::Create, 500);
+    }
+    let err = p.create(&SandboxSpec::named("broken")).await.expect_err("500 on every attempt");
+    let msg = err.to_string();
+    assert!(msg.contains("e2b") && msg.contains("500"), "{msg}");
+    assert_eq!(fake.creates(), 1, "retries reuse the Idempotency-Key");
+    assert!(fake.sandbox_ids().is_empty(), "no orphan: {:?}", fake.sandbox_ids());
+    assert!(containers(&fake).await.is_empty(), "no orphan container");
+    // A 500 before anything happened, then success: still exactly one sandbox.
+    fake.fail_next(Route::Create, 500, None);
+    let s = p.create(&SandboxSpec::named("second-try")).await.expect("create after one 500");
+    assert_eq!(fake.sandbox_ids(), [s.id.clone()]);
+    assert!(s.labels.contains_key(CREATE_KEY));
+    assert_eq!(p.list(&Labels::new()).await.expect("list").len(), 1);
+    p.destroy(&s.id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_key_names_the_env_var_and_the_login_command() {
+    let Some(fake) = fake().await else { return };
+    let p = E2bProvider::new("wrong-key").expect("provider").with_api_url(fake.url()).with_sandbox_url(fake.url());
+    let err = p.create(&SandboxSpec::named("nope")).await.expect_err("401");
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("E2B_API_KEY") && msg.contains("sbx auth login e2b"), "{msg}");
+    assert_eq!(fake.creates(), 0);
+    // An unknown template is ImageNotFound, naming where sbx's template comes from.
+    let p = provider(&fake);
+    let mut spec = SandboxSpec::named("notemplate");
+    spec.image = Some("no-such-template".into());
+    let err = p.create(&spec).await.expect_err("404 template");
+    assert!(matches!(err, Error::ImageNotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("templates/e2b"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_keep_files_and_the_runtime_comes_back() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    let sandbox = p.create(&SandboxSpec::named("pausable")).await.expect("create");
+    let id = sandbox.id.as_str();
+    let layout = p.runtime_layout(id).await.expect("layout");
+    let handle = bootstrap(&p, id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+    let client = handle.client().expect("client");
+    let tar = sbx_providers::single_file_tar("kept.txt", b"still here", 0o644).expect("tar");
+    p.upload(id, sbx_providers::bytes_stream(tar), "/root/work").await.expect("upload");
+
+    p.pause(id).await.expect("pause");
+    assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Paused);
+    p.pause(id).await.expect("pausing a paused sandbox (409) is Ok");
+    p.resume(id).await.expect("resume");
+    assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Running);
+    let cat = p.exec(id, &ExecSpec::new(["cat", "/root/work/kept.txt"])).await.expect("cat");
+    assert_eq!(cat.stdout, b"still here");
+    wait_healthy(&client, Duration::from_secs(30)).await.expect("the runtime answers again with its old token");
+    p.destroy(id).await.expect("destroy");
+    assert!(containers(&fake).await.is_empty());
+}
+
+/// `sbx` as a subprocess pointed at the fake (async, so the fake keeps serving meanwhile).
+struct Cli<'a> {
+    fake: &'a FakeE2b,
+    home: tempfile::TempDir,
+}
+
+impl Cli<'_> {
+    fn cmd(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(sbx_tests::bin("sbx"));
+        c.args(args)
+            .env("XDG_STATE_HOME", self.home.path().join("state"))
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("SBX_RUNTIME", sbx_tests::static_runtime())
+            .env("NO_COLOR", "1");
+        for (k, v) in self.fake.env() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().await.expect("run sbx")
+    }
+
+    async fn ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "sbx {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_exec_cp_prompt_down_through_the_cli() {
+    let Some(fake) = fake().await else { return };
+    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    cli.ok(&["up", "--provider", "e2b", "--name", "eb"]).await;
+    assert_eq!(fake.sandbox_ids().len(), 1);
+
+    let out = cli.ok(&["exec", "eb", "--", "sh", "-c", "echo out; echo err >&2; exit 0"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    let out = cli.run(&["exec", "eb", "--", "sh", "-c", "exit 3"]).await;
+    assert_eq!(out.status.code(), Some(3));
+
+    let src = cli.home.path().join("hello.txt");
+    std::fs::write(&src, "hello e2b\n").expect("write");
+    cli.ok(&["exec", "eb", "--", "mkdir", "-p", "/root/in"]).await;
+    cli.ok(&["cp", src.to_str().expect("utf8"), "eb:/root/in/hello.txt"]).await;
+    let out = cli.ok(&["exec", "eb", "--", "cat", "/root/in/hello.txt"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello e2b\n");
+    let back = cli.home.path().join("back.txt");
+    cli.ok(&["cp", "eb:/root/in/hello.txt", back.to_str().expect("utf8")]).await;
+    assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello e2b\n");
+
+    let out = cli.ok(&["prompt", "eb", "echo hello from e2b", "--agent", "mock"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from e2b\n");
+
+    let out = cli.ok(&["ls", "--json"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("e2b"), "{}", String::from_utf8_lossy(&out.stdout));
+    cli.ok(&["down", "eb"]).await;
+    assert!(fake.sandbox_ids().is_empty(), "down kills the sandbox");
+    assert!(containers(&fake).await.is_empty(), "and its container");
+
+    // A wrong key through the CLI: one clear error naming the fix.
+    let out = cli.cmd(&["up", "--provider", "e2b", "--name", "nokey"]).env("E2B_API_KEY", "wrong").output().await.expect("run sbx");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("E2B_API_KEY") && err.contains("sbx auth login e2b"), "{err}");
+    assert!(fake.sandbox_ids().is_empty());
+}
