@@ -95,7 +95,11 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<crate::output:
             let key = crate::auth::require(crate::auth::provider_auth("e2b")?, None)?;
             Ok(Arc::new(sbx_providers::e2b::E2bProvider::new(key.key.expose())?))
         }
-        "daytona" | "vercel" | "modal" => {
+        "daytona" => {
+            let key = crate::auth::require(crate::auth::provider_auth("daytona")?, None)?;
+            Ok(Arc::new(sbx_providers::daytona::DaytonaProvider::from_env_with_key(key.key.expose())?))
+        }
+        "vercel" | "modal" => {
             // The key is looked up the same way the providers will use it, so its error comes first.
             crate::auth::require(crate::auth::provider_auth(name)?, None)?;
             Err(usage(format!(

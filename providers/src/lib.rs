@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub mod bootstrap;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod daytona;
 pub mod docker;
 pub mod e2b;
 mod error;

@@ -5,6 +5,7 @@ mod cli;
 mod codex_agent;
 mod conformance;
 mod credentials;
+mod daytona;
 mod docker;
 mod e2b;
 mod fake_llm;

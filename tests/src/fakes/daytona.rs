@@ -257,6 +257,8 @@ fn router(state: Arc<Shared>) -> Router {
         .route("/toolbox/{id}/work-dir", get(home_dir))
         .route("/toolbox/{id}/files", delete(delete_file))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+        // Uploads carry whole runtime binaries (the fake buffers bodies; the real one streams).
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 

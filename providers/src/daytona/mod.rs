@@ -1,0 +1,715 @@
+//! `daytona`: a sandbox is a Daytona sandbox, driven through its REST control plane and the toolbox
+//! API of the daemon inside it (API facts: `shared/providers/daytona.md`).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), sbx_providers::Error> {
+//! use sbx_providers::{Provider, SandboxSpec, daytona::DaytonaProvider};
+//! let daytona = DaytonaProvider::from_env()?;    // DAYTONA_API_KEY, DAYTONA_API_URL
+//! let sandbox = daytona.create(&SandboxSpec::named("demo")).await?;
+//! daytona.destroy(&sandbox.id).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # What a sandbox is
+//!
+//! - Name `sbx-<name>-<4 hex>`; labels: the spec's, plus [`labels::MANAGED`], [`labels::NAME`],
+//!   [`labels::EXPIRES_AT`] (when the spec has a ttl) and [`CREATE_NONCE_LABEL`]. `list` asks the API
+//!   for sandboxes carrying `MANAGED` and the wanted labels; sandboxes without `MANAGED` are not sbx's.
+//! - `spec.image`: a name with `:` or `/` (`debian:12`, `ghcr.io/x/y`) is an image, built by Daytona
+//!   from a one-line Dockerfile (`buildInfo`), and only then are `cpus`/`memory_mb` sent (rounded up to
+//!   whole cores and GiB; Daytona fixes a snapshot's resources). Any other name is a snapshot. Without
+//!   one: [`DaytonaProvider::with_snapshot`] or `SBX_DAYTONA_SNAPSHOT`, else the organisation's default
+//!   snapshot.
+//! - Auto-stop after [`DEFAULT_AUTO_STOP_MINUTES`] of inactivity (Daytona's own default of 15 would stop
+//!   long agent turns: processes are not activity, requests through the preview link are), auto-archive
+//!   after Daytona's default (7 days stopped). `SBX_DAYTONA_AUTO_STOP` / `SBX_DAYTONA_AUTO_ARCHIVE`
+//!   (minutes; `0` = never auto-stop / the platform maximum) or the `with_` methods change them.
+//!
+//! # Bootstrap channel
+//!
+//! - `exec`: `POST {toolbox}/{id}/process/execute`. That endpoint returns one combined output string,
+//!   so the command is wrapped in `sh -c` with stdout and stderr sent to temporary files that come back
+//!   base64-encoded (byte-exact, kept apart). Needs `sh`, `mktemp`, `base64` and `env` in the image.
+//! - `upload`: the tar stream goes as one file through `POST …/files/bulk-upload` (multipart, streamed,
+//!   not retried: a stream cannot be replayed) to `/tmp`, then `tar -x` unpacks it under `dest`.
+//! - `endpoint(port)`: the preview link (`GET /sandbox/{id}/ports/{port}/preview-url`) with its
+//!   `X-Daytona-Preview-Token` header.
+//!
+//! # Pause is stop
+//!
+//! `pause` stops the sandbox (disk kept, processes gone, billing for compute stops); `resume` starts it
+//! and starts the runtime again: when `exec` runs `sbx-agent daemon start`, the command (with its
+//! token) is also written to `~/.cache/sbx/daytona-autostart.sh` (mode 0700) in the sandbox, and
+//! `resume` runs that file. `archive` moves a stopped sandbox to object storage (slower start).
+//!
+//! # Failures
+//!
+//! Every request has a timeout; 429, 5xx and transport errors are retried with jittered exponential
+//! backoff honouring `Retry-After` ([`RetryPolicy`]). A create is retried only after checking (by its
+//! nonce label) that the failed attempt left no sandbox; when it gives up, any sandbox with its nonce is
+//! deleted, so a failed create leaves nothing behind. A 401 names `DAYTONA_API_KEY` and
+//! `sbx auth login daytona`.
+
+mod client;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub use client::RetryPolicy;
+use client::{Answer, Http};
+
+use crate::{
+    labels, ByteStream, Capabilities, Endpoint, Error, ExecOutput, ExecSpec, Labels, Provider, Result, Sandbox,
+    SandboxSpec, SandboxState,
+};
+
+const NAME: &str = "daytona";
+
+/// Env var holding the API key.
+pub const ENV_API_KEY: &str = "DAYTONA_API_KEY";
+/// Env var overriding [`DEFAULT_API_URL`] (also how tests reach the fake).
+pub const ENV_API_URL: &str = "DAYTONA_API_URL";
+/// Env var naming the region (`target`) to create sandboxes in.
+pub const ENV_TARGET: &str = "DAYTONA_TARGET";
+/// Env var naming the snapshot to use when a spec names no image.
+pub const ENV_SNAPSHOT: &str = "SBX_DAYTONA_SNAPSHOT";
+/// Env var: auto-stop interval in minutes.
+pub const ENV_AUTO_STOP: &str = "SBX_DAYTONA_AUTO_STOP";
+/// Env var: auto-archive interval in minutes.
+pub const ENV_AUTO_ARCHIVE: &str = "SBX_DAYTONA_AUTO_ARCHIVE";
+/// Daytona Cloud's API.
+pub const DEFAULT_API_URL: &str = "https://app.daytona.io/api";
+/// sbx's default auto-stop interval (minutes).
+pub const DEFAULT_AUTO_STOP_MINUTES: u32 = 60;
+/// The header preview links want.
+pub const PREVIEW_TOKEN_HEADER: &str = "X-Daytona-Preview-Token";
+/// A label unique to each create call, used to find what a failed create left behind.
+pub const CREATE_NONCE_LABEL: &str = "dev.sbx.create-nonce";
+/// Where (under `$HOME`) the runtime's start command is kept for `resume`.
+pub const AUTOSTART_FILE: &str = ".cache/sbx/daytona-autostart.sh";
+
+/// Limit of ordinary control-plane requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Limit of an upload.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Default limit of an `exec` (the server's own default is 10 s, so one is always sent).
+const EXEC_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How long create/start/stop may take to reach their state.
+const STATE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The Daytona provider.
+pub struct DaytonaProvider {
+    http: Http,
+    snapshot: Option<String>,
+    target: Option<String>,
+    auto_stop: u32,
+    auto_archive: Option<u32>,
+    /// Toolbox proxy URL per sandbox id.
+    toolbox: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for DaytonaProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaytonaProvider")
+            .field("api_url", &self.http.api_url)
+            .field("api_key", &"***")
+            .field("snapshot", &self.snapshot)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+}
+
+impl DaytonaProvider {
+    /// A provider for the API at `api_url` (e.g. `https://app.daytona.io/api`) with `api_key`.
+    pub fn new(api_url: impl Into<String>, api_key: impl Into<String>) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("sbx/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Unavailable { provider: NAME, message: format!("HTTP client: {e}") })?;
+        Ok(Self {
+            http: Http { client, api_url: api_url.into(), api_key: api_key.into(), retry: RetryPolicy::default() },
+            snapshot: None,
+            target: None,
+            auto_stop: DEFAULT_AUTO_STOP_MINUTES,
+            auto_archive: None,
+            toolbox: Mutex::default(),
+        })
+    }
+
+    /// From the environment: `DAYTONA_API_KEY` (required), `DAYTONA_API_URL`, `DAYTONA_TARGET`,
+    /// `SBX_DAYTONA_SNAPSHOT`, `SBX_DAYTONA_AUTO_STOP`, `SBX_DAYTONA_AUTO_ARCHIVE`.
+    pub fn from_env() -> Result<Self> {
+        let key = env_nonempty(ENV_API_KEY).ok_or_else(|| Error::Auth {
+            provider: NAME,
+            message: format!("no API key: set {ENV_API_KEY} or run `sbx auth login daytona`"),
+        })?;
+        Self::from_env_with_key(key)
+    }
+
+    /// Like [`Self::from_env`] with the key from elsewhere (the keyring).
+    pub fn from_env_with_key(key: impl Into<String>) -> Result<Self> {
+        let url = env_nonempty(ENV_API_URL).unwrap_or_else(|| DEFAULT_API_URL.into());
+        let mut p = Self::new(url, key)?;
+        p.snapshot = env_nonempty(ENV_SNAPSHOT);
+        p.target = env_nonempty(ENV_TARGET);
+        let minutes = |name: &str| -> Result<Option<u32>> {
+            env_nonempty(name)
+                .map(|v| v.trim().parse::<u32>().map_err(|_| Error::InvalidSpec(format!("{name}=`{v}` is not a number of minutes"))))
+                .transpose()
+        };
+        if let Some(m) = minutes(ENV_AUTO_STOP)? {
+            p.auto_stop = m;
+        }
+        p.auto_archive = minutes(ENV_AUTO_ARCHIVE)?;
+        Ok(p)
+    }
+
+    /// Uses `snapshot` when a spec names no image.
+    pub fn with_snapshot(mut self, snapshot: impl Into<String>) -> Self {
+        self.snapshot = Some(snapshot.into());
+        self
+    }
+
+    /// Auto-stop after `minutes` of inactivity (`0` = never).
+    pub fn with_auto_stop(mut self, minutes: u32) -> Self {
+        self.auto_stop = minutes;
+        self
+    }
+
+    /// Auto-archive after `minutes` stopped (`0` = the platform maximum).
+    pub fn with_auto_archive(mut self, minutes: u32) -> Self {
+        self.auto_archive = Some(minutes);
+        self
+    }
+
+    /// Retries per this policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+
+    /// The API URL in use.
+    pub fn api_url(&self) -> &str {
+        &self.http.api_url
+    }
+
+    /// Archives a stopped sandbox (moves it to object storage; `resume` restores it, more slowly).
+    pub async fn archive(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let path = format!("/sandbox/{id}/archive");
+        self.http.send("archive", id, || self.http.api(Method::POST, &path)).await?;
+        Ok(())
+    }
+
+    fn create_body(&self, spec: &SandboxSpec, name: &str, nonce: &str) -> Result<Value> {
+        let mut all = spec.labels.clone();
+        all.insert(labels::MANAGED.into(), "true".into());
+        all.insert(labels::NAME.into(), spec.name.clone());
+        all.insert(CREATE_NONCE_LABEL.into(), nonce.into());
+        if let Some(ttl) = spec.ttl {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            all.insert(labels::EXPIRES_AT.into(), (now + ttl.as_secs()).to_string());
+        }
+        let mut body = json!({
+            "name": name,
+            "env": spec.env,
+            "labels": all,
+            "volumes": [],
+            "autoStopInterval": self.auto_stop,
+        });
+        if let Some(m) = self.auto_archive {
+            body["autoArchiveInterval"] = json!(m);
+        }
+        if let Some(t) = &self.target {
+            body["target"] = json!(t);
+        }
+        if spec.network == crate::Network::None {
+            body["networkBlockAll"] = json!(true);
+        }
+        match spec.image.as_deref().filter(|s| !s.is_empty()) {
+            Some(image) if image.contains(':') || image.contains('/') => {
+                body["buildInfo"] = json!({"dockerfileContent": format!("FROM {image}\n")});
+                if let Some(c) = spec.cpus {
+                    body["cpu"] = json!(c.ceil().max(1.0) as u64);
+                }
+                if let Some(m) = spec.memory_mb {
+                    body["memory"] = json!(m.div_ceil(1024).max(1));
+                }
+            }
+            Some(snapshot) => body["snapshot"] = json!(snapshot),
+            None => {
+                if let Some(s) = &self.snapshot {
+                    body["snapshot"] = json!(s);
+                }
+            }
+        }
+        Ok(body)
+    }
+
+    /// Sandboxes carrying `labels` (all pages; the ones being destroyed left out).
+    async fn list_raw(&self, labels: &Labels) -> Result<Vec<Value>> {
+        let filter = serde_json::to_string(labels).expect("labels serialize");
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = vec![("labels", filter.clone()), ("limit", "200".to_owned())];
+            if let Some(c) = &cursor {
+                query.push(("cursor", c.clone()));
+            }
+            let page = self.http.json("list", "", || self.http.api(Method::GET, "/sandbox").query(&query)).await?;
+            // Older deployments answer a bare array.
+            let items = match &page {
+                Value::Array(a) => a.clone(),
+                v => v.get("items").and_then(Value::as_array).cloned().unwrap_or_default(),
+            };
+            out.extend(items.into_iter().filter(|s| !gone(s)));
+            cursor = page.get("nextCursor").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_owned);
+            if cursor.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The sandbox's JSON, `None` when missing or being destroyed.
+    async fn get_raw(&self, id: &str) -> Result<Option<Value>> {
+        if check_id(id).is_err() {
+            return Ok(None);
+        }
+        let path = format!("/sandbox/{id}");
+        match self.http.json("get", id, || self.http.api(Method::GET, &path)).await {
+            Ok(v) if gone(&v) => Ok(None),
+            Ok(v) => {
+                if let Some(url) = v.get("toolboxProxyUrl").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                    self.toolbox.lock().unwrap().insert(id.to_owned(), url.to_owned());
+                }
+                Ok(Some(v))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Polls until the sandbox is in `want` (failing on error states).
+    async fn wait_state(&self, id: &str, want: &str) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + STATE_TIMEOUT;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let v = self.get_raw(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?;
+            let state = v.get("state").and_then(Value::as_str).unwrap_or("unknown");
+            if state == want {
+                return Ok(v);
+            }
+            if matches!(state, "error" | "build_failed") {
+                let reason = v.get("errorReason").and_then(Value::as_str).unwrap_or("no reason given");
+                return Err(Error::Provider { provider: NAME, message: format!("sandbox `{id}` is in state {state}: {reason}") });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout { op: format!("waiting for daytona sandbox `{id}` to be {want}"), after: STATE_TIMEOUT });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The toolbox base URL of sandbox `id` (`{toolboxProxyUrl}/{id}`).
+    async fn toolbox_base(&self, id: &str) -> Result<String> {
+        check_id(id)?;
+        let cached = self.toolbox.lock().unwrap().get(id).cloned();
+        let proxy = match cached {
+            Some(u) => u,
+            None => {
+                let v = self.get_raw(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?;
+                match v.get("toolboxProxyUrl").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                    Some(u) => u.to_owned(),
+                    None => {
+                        let path = format!("/sandbox/{id}/toolbox-proxy-url");
+                        let v = self.http.json("toolbox-proxy-url", id, || self.http.api(Method::GET, &path)).await?;
+                        let u = v.get("url").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        self.toolbox.lock().unwrap().insert(id.to_owned(), u.clone());
+                        u
+                    }
+                }
+            }
+        };
+        Ok(format!("{}/{id}", proxy.trim_end_matches('/')))
+    }
+
+    /// Runs a shell `command` through the toolbox; returns (exit code, combined output).
+    async fn execute(&self, id: &str, command: &str, timeout: Duration) -> Result<(i64, String)> {
+        let url = format!("{}/process/execute", self.toolbox_base(id).await?);
+        let secs = timeout.as_secs().max(1);
+        let body = json!({"command": command, "timeout": secs});
+        let resp = self
+            .http
+            .send("execute", id, || self.http.url(Method::POST, &url).json(&body).timeout(timeout + Duration::from_secs(5)))
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(Error::Provider { message, .. }) if message.contains("HTTP 408") => {
+                return Err(Error::Timeout { op: format!("exec in daytona sandbox `{id}`"), after: timeout })
+            }
+            Err(Error::Provider { message, .. }) if message.contains("HTTP 400") && message.contains("started") => {
+                return Err(Error::Provider {
+                    provider: NAME,
+                    message: format!("sandbox `{id}` is not running ({message}); resume it with `sbx resume`"),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let v: Value = resp.json().await.map_err(|e| Error::Provider { provider: NAME, message: format!("execute: bad JSON: {e}") })?;
+        let code = v.get("exitCode").and_then(Value::as_i64).unwrap_or(-1);
+        Ok((code, v.get("result").and_then(Value::as_str).unwrap_or_default().to_owned()))
+    }
+
+    /// Uploads `body` as the file `path` (multipart `files[0]`, streamed).
+    async fn upload_file(&self, id: &str, path: &str, body: ByteStream) -> Result<()> {
+        let url = format!("{}/files/bulk-upload", self.toolbox_base(id).await?);
+        let boundary = format!("sbx-{}", crate::random_hex(12));
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"files[0].path\"\r\n\r\n{path}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"files[0].file\"; filename=\"{path}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) })
+            .chain(body)
+            .chain(futures::stream::once(async move { Ok(Bytes::from(tail)) }));
+        let req = self
+            .http
+            .url(Method::POST, &url)
+            .header(reqwest::header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+            .timeout(UPLOAD_TIMEOUT)
+            .body(reqwest::Body::wrap_stream(stream));
+        match self.http.once(req, "upload").await? {
+            Answer::Ok(_) => Ok(()),
+            Answer::Failed(e) => Err(client::to_error(e, "upload", id)),
+        }
+    }
+}
+
+/// Ids go into URL paths: refuse anything that is not a plain name.
+fn check_id(id: &str) -> Result<()> {
+    if !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        Ok(())
+    } else {
+        Err(Error::NotFound { sandbox: id.to_owned() })
+    }
+}
+
+fn gone(v: &Value) -> bool {
+    matches!(v.get("state").and_then(Value::as_str), Some("destroyed" | "destroying"))
+}
+
+fn state_of(s: &str) -> SandboxState {
+    match s {
+        "started" => SandboxState::Running,
+        "creating" | "starting" | "restoring" | "pending_build" | "building_snapshot" | "pulling_snapshot" | "resuming" => {
+            SandboxState::Creating
+        }
+        "stopped" | "stopping" | "archived" | "archiving" | "paused" | "pausing" => SandboxState::Paused,
+        "destroyed" | "destroying" | "error" | "build_failed" => SandboxState::Stopped,
+        _ => SandboxState::Unknown,
+    }
+}
+
+fn to_sandbox(v: &Value) -> Sandbox {
+    let labels: Labels = v
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    Sandbox {
+        id: v.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        provider: NAME.into(),
+        labels,
+        state: state_of(v.get("state").and_then(Value::as_str).unwrap_or("unknown")),
+        image: v.get("snapshot").and_then(Value::as_str).map(str::to_owned),
+        created_at: v.get("createdAt").and_then(Value::as_str).and_then(crate::docker::parse_rfc3339),
+    }
+}
+
+/// `s` quoted for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The shell command that runs `cmd` (env, cwd) and prints its stdout and stderr base64-encoded on two
+/// lines, exiting with its code.
+fn exec_script(cmd: &ExecSpec) -> String {
+    let mut inner = String::new();
+    if let Some(cwd) = &cmd.cwd {
+        inner.push_str(&format!("cd {} && ", sh_quote(cwd)));
+    }
+    inner.push_str("exec env");
+    for (k, v) in &cmd.env {
+        inner.push(' ');
+        inner.push_str(&sh_quote(&format!("{k}={v}")));
+    }
+    for a in &cmd.argv {
+        inner.push(' ');
+        inner.push_str(&sh_quote(a));
+    }
+    let mut script = String::new();
+    let is_daemon_start = cmd.argv.get(1).map(String::as_str) == Some("daemon") && cmd.argv.get(2).map(String::as_str) == Some("start");
+    if is_daemon_start {
+        // Kept for `resume` (see the module docs).
+        let file = format!("#!/bin/sh\n({inner}) >/dev/null 2>&1 </dev/null\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(file);
+        script.push_str(&format!(
+            "f=\"$HOME/{AUTOSTART_FILE}\"; mkdir -p \"$(dirname \"$f\")\" && (umask 077; printf %s {b64} | base64 -d > \"$f\") && chmod 700 \"$f\"\n"
+        ));
+    }
+    script.push_str(&format!(
+        "o=$(mktemp) && e=$(mktemp) || exit 125\n({inner}) >\"$o\" 2>\"$e\" </dev/null\nc=$?\n\
+         base64 -w0 \"$o\"; echo; base64 -w0 \"$e\"; echo\nrm -f \"$o\" \"$e\"\nexit $c\n"
+    ));
+    format!("sh -c {}", sh_quote(&script))
+}
+
+/// Splits the two base64 lines [`exec_script`] prints.
+fn decode_output(result: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut lines = result.lines();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let out = b64.decode(lines.next()?.trim()).ok()?;
+    let err = b64.decode(lines.next().unwrap_or("").trim()).ok()?;
+    Some((out, err))
+}
+
+#[async_trait::async_trait]
+impl Provider for DaytonaProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            pause: true,
+            network_none: false,
+            public_ports: true,
+            resource_limits: true,
+            isolated: true,
+            max_lifetime: None,
+        }
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {
+        let short: String = spec.name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+        let name = format!("sbx-{short}-{}", crate::random_hex(2));
+        let nonce = crate::random_hex(8);
+        let body = self.create_body(spec, &name, &nonce)?;
+        let nonce_labels = Labels::from([(CREATE_NONCE_LABEL.to_owned(), nonce.clone())]);
+        let retry = self.http.retry;
+        let mut attempt = 0;
+        let created: Result<Value> = loop {
+            let last = attempt + 1 >= retry.attempts;
+            let req = self.http.api(Method::POST, "/sandbox").json(&body).timeout(STATE_TIMEOUT);
+            let (err, retry_after) = match self.http.once(req, "create").await {
+                Ok(Answer::Ok(resp)) => {
+                    break resp.json::<Value>().await.map_err(|e| Error::Provider { provider: NAME, message: format!("create: bad JSON: {e}") })
+                }
+                Ok(Answer::Failed(e)) if client::retryable(e.status) => {
+                    let ra = e.retry_after;
+                    (client::to_error(e, "create", ""), ra)
+                }
+                Ok(Answer::Failed(e)) => break Err(client::to_error(e, "create", "")),
+                Err(e) => (e, None),
+            };
+            // A 5xx or a lost answer may still have made it: adopt that one rather than make a second.
+            if !matches!(err, Error::RateLimited { .. }) {
+                if let Ok(found) = self.list_raw(&nonce_labels).await {
+                    if let Some(v) = found.into_iter().next() {
+                        break Ok(v);
+                    }
+                }
+            }
+            if last {
+                break Err(err);
+            }
+            tokio::time::sleep(retry.delay(attempt, retry_after)).await;
+            attempt += 1;
+        };
+        let created = match created {
+            Ok(v) => v,
+            Err(e) => {
+                // Nothing may be left behind by a create that failed.
+                if let Ok(found) = self.list_raw(&nonce_labels).await {
+                    for v in found {
+                        if let Some(id) = v.get("id").and_then(Value::as_str) {
+                            let _ = self.destroy(id).await;
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let id = created.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if let Some(url) = created.get("toolboxProxyUrl").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+            self.toolbox.lock().unwrap().insert(id.clone(), url.to_owned());
+        }
+        if created.get("state").and_then(Value::as_str) == Some("started") {
+            return Ok(to_sandbox(&created));
+        }
+        match self.wait_state(&id, "started").await {
+            Ok(v) => Ok(to_sandbox(&v)),
+            Err(e) => {
+                let _ = self.destroy(&id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Sandbox>> {
+        Ok(self.get_raw(id).await?.as_ref().map(to_sandbox))
+    }
+
+    async fn list(&self, labels: &Labels) -> Result<Vec<Sandbox>> {
+        let mut want = labels.clone();
+        want.insert(labels::MANAGED.into(), "true".into());
+        let mut out: Vec<Sandbox> = self
+            .list_raw(&want)
+            .await?
+            .iter()
+            .map(to_sandbox)
+            // The API filters already; this keeps a deployment that ignores `labels` honest.
+            .filter(|s| want.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn exec(&self, id: &str, cmd: &ExecSpec) -> Result<ExecOutput> {
+        if cmd.argv.is_empty() {
+            return Err(Error::InvalidSpec("exec needs a program".into()));
+        }
+        let (code, result) = self.execute(id, &exec_script(cmd), cmd.timeout.unwrap_or(EXEC_TIMEOUT)).await?;
+        match decode_output(&result) {
+            Some((stdout, stderr)) => Ok(ExecOutput { exit_code: code, stdout, stderr }),
+            // The wrapper itself failed (no sh/mktemp/base64): pass on what the shell said.
+            None => Ok(ExecOutput { exit_code: code, stdout: Vec::new(), stderr: result.into_bytes() }),
+        }
+    }
+
+    async fn upload(&self, id: &str, archive: ByteStream, dest: &str) -> Result<()> {
+        let tmp = format!("/tmp/sbx-upload-{}.tar", crate::random_hex(8));
+        self.upload_file(id, &tmp, archive).await?;
+        let script = format!(
+            "mkdir -p {d} && tar -xf {t} -C {d} --no-same-owner; c=$?; rm -f {t}; exit $c",
+            d = sh_quote(dest),
+            t = sh_quote(&tmp)
+        );
+        let (code, out) = self.execute(id, &format!("sh -c {}", sh_quote(&script)), EXEC_TIMEOUT).await?;
+        if code != 0 {
+            return Err(Error::Provider { provider: NAME, message: format!("unpacking into {dest} failed (exit {code}): {}", out.trim()) });
+        }
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: &str, port: u16) -> Result<Endpoint> {
+        check_id(id)?;
+        let path = format!("/sandbox/{id}/ports/{port}/preview-url");
+        let v = self.http.json("preview-url", id, || self.http.api(Method::GET, &path)).await?;
+        let url = v.get("url").and_then(Value::as_str).unwrap_or_default().trim_end_matches('/').to_owned();
+        if url.is_empty() {
+            return Err(Error::Provider { provider: NAME, message: format!("no preview URL for port {port} of `{id}`") });
+        }
+        let mut ep = Endpoint::http(url);
+        if let Some(token) = v.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            ep.headers.push((PREVIEW_TOKEN_HEADER.into(), token.into()));
+        }
+        ep.headers.push(("X-Daytona-Skip-Preview-Warning".into(), "true".into()));
+        Ok(ep)
+    }
+
+    async fn pause(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let path = format!("/sandbox/{id}/stop");
+        self.http.send("stop", id, || self.http.api(Method::POST, &path).timeout(STATE_TIMEOUT)).await?;
+        self.wait_state(id, "stopped").await?;
+        Ok(())
+    }
+
+    async fn resume(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let path = format!("/sandbox/{id}/start");
+        self.http.send("start", id, || self.http.api(Method::POST, &path).timeout(STATE_TIMEOUT)).await?;
+        self.wait_state(id, "started").await?;
+        let again = format!("f=\"$HOME/{AUTOSTART_FILE}\"; if [ -x \"$f\" ]; then \"$f\"; fi");
+        let (code, out) = self.execute(id, &format!("sh -c {}", sh_quote(&again)), Duration::from_secs(60)).await?;
+        if code != 0 {
+            tracing::warn!(sandbox = id, code, output = out.trim(), "daytona: restarting the runtime after resume failed");
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self, id: &str) -> Result<()> {
+        if check_id(id).is_err() {
+            return Ok(());
+        }
+        let path = format!("/sandbox/{id}");
+        match self.http.send("delete", id, || self.http.api(Method::DELETE, &path)).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        self.toolbox.lock().unwrap().remove(id);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_output_round_trips() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let result = format!("{}\n{}\n", b64.encode([0u8, 255, 10]), b64.encode("oops\n"));
+        assert_eq!(decode_output(&result), Some((vec![0, 255, 10], b"oops\n".to_vec())));
+        assert_eq!(decode_output("\n\n"), Some((vec![], vec![])));
+        assert_eq!(decode_output("sh: base64: not found"), None);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        let s = exec_script(&ExecSpec::new(["echo", "a b"]).env("K", "v'1"));
+        assert!(s.starts_with("sh -c '"), "{s}");
+    }
+
+    #[test]
+    fn images_and_snapshots() {
+        let p = DaytonaProvider::new("http://x/api", "k").unwrap();
+        let mut spec = SandboxSpec::named("a");
+        spec.image = Some("debian:12".into());
+        spec.cpus = Some(1.5);
+        spec.memory_mb = Some(1500);
+        let b = p.create_body(&spec, "n", "x").unwrap();
+        assert_eq!(b["buildInfo"]["dockerfileContent"], "FROM debian:12\n");
+        assert_eq!((b["cpu"].as_u64(), b["memory"].as_u64()), (Some(2), Some(2)));
+        spec.image = Some("my-snapshot".into());
+        let b = p.create_body(&spec, "n", "x").unwrap();
+        assert_eq!(b["snapshot"], "my-snapshot");
+        assert!(b.get("cpu").is_none());
+        assert_eq!(b["labels"][labels::MANAGED], "true");
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("0b1c-2d").is_ok());
+        assert!(check_id("../x").is_err());
+        assert!(check_id("").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! The Daytona provider against the fake Daytona (`sbx_tests::fakes::daytona`, one Docker container per
+//! sandbox): the conformance suite, the CLI end to end, and the faults it must survive.
+
+use std::time::Duration;
+
+use sbx_providers::bootstrap::{bootstrap, wait_healthy};
+use sbx_providers::daytona::{DaytonaProvider, RetryPolicy};
+use sbx_providers::{conformance, Error, ExecSpec, Provider, SandboxSpec, SandboxState};
+use sbx_tests::fakes::daytona::FakeDaytona;
+
+const CREATE: &str = "POST /api/sandbox";
+
+async fn fake() -> Option<FakeDaytona> {
+    if !sbx_tests::docker_available() {
+        eprintln!("skipping: Docker is not available (set SBX_REQUIRE_DOCKER=1 to fail instead)");
+        return None;
+    }
+    Some(FakeDaytona::start().await)
+}
+
+fn provider(fake: &FakeDaytona) -> DaytonaProvider {
+    DaytonaProvider::new(fake.api_url(), fake.api_key())
+        .expect("provider")
+        .with_retry(RetryPolicy { attempts: 3, base: Duration::from_millis(50), max: Duration::from_secs(2) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daytona_provider_conforms() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    conformance::run_all(&p, &sbx_tests::static_runtime(), &SandboxSpec::default()).await;
+    assert!(fake.sandbox_ids().is_empty(), "the suite left sandboxes behind: {:?}", fake.sandbox_ids());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_retried_and_makes_one_sandbox() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    fake.fail_next(CREATE, 429, Some(1));
+    let started = std::time::Instant::now();
+    let sandbox = p.create(&SandboxSpec::named("throttled")).await.expect("create after a 429");
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert_eq!(fake.hits(CREATE), 2);
+    assert_eq!(fake.sandbox_ids(), [sandbox.id.clone()], "exactly one sandbox");
+    // A 429 on an idempotent call is retried too; one that never ends says so.
+    fake.fail_next("GET /api/sandbox/{id}", 429, None);
+    assert!(p.get(&sandbox.id).await.expect("get after a 429").is_some());
+    fake.fail_times("GET /api/sandbox/{id}", 429, Some(0), 5);
+    let err = p.get(&sandbox.id).await.expect_err("persistent 429");
+    assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+    p.destroy(&sandbox.id).await.expect("destroy");
+    assert!(fake.sandbox_ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_on_create_is_a_clear_error_and_leaves_nothing() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    fake.fail_times(CREATE, 500, None, 3);
+    let err = p.create(&SandboxSpec::named("broken")).await.expect_err("500 on every attempt");
+    let msg = err.to_string();
+    assert!(msg.contains("daytona") && msg.contains("500") && msg.contains("Internal server error"), "{msg}");
+    assert_eq!(fake.hits(CREATE), 3, "retried up to the policy's attempts");
+    assert!(fake.sandbox_ids().is_empty(), "no orphan");
+    assert!(p.list(&sbx_providers::Labels::new()).await.expect("list").is_empty());
+    // One 500, then success: still exactly one sandbox.
+    fake.fail_next(CREATE, 500, None);
+    let s = p.create(&SandboxSpec::named("second-try")).await.expect("create after one 500");
+    assert_eq!(fake.sandbox_ids(), [s.id.clone()]);
+    p.destroy(&s.id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_key_names_the_env_var_and_the_login_command() {
+    let Some(fake) = fake().await else { return };
+    let p = DaytonaProvider::new(fake.api_url(), "wrong-key").expect("provider");
+    let err = p.create(&SandboxSpec::named("nope")).await.expect_err("401");
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("DAYTONA_API_KEY") && msg.contains("sbx auth login daytona"), "{msg}");
+    assert!(fake.sandbox_ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_start_keep_files_and_the_runtime_comes_back() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    let sandbox = p.create(&SandboxSpec::named("pausable")).await.expect("create");
+    let id = sandbox.id.as_str();
+    let layout = p.runtime_layout(id).await.expect("layout");
+    let handle = bootstrap(&p, id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+    let client = handle.client().expect("client");
+    let tar = sbx_providers::single_file_tar("kept.txt", b"still here", 0o644).expect("tar");
+    p.upload(id, sbx_providers::bytes_stream(tar), "/root/work").await.expect("upload");
+
+    p.pause(id).await.expect("pause (stop)");
+    assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Paused);
+    let exec = p.exec(id, &ExecSpec::new(["true"])).await.expect_err("exec on a stopped sandbox");
+    assert!(exec.to_string().contains("sbx resume"), "{exec}");
+    // Archive moves a stopped sandbox away; start brings it back all the same.
+    p.archive(id).await.expect("archive");
+    p.resume(id).await.expect("resume (start)");
+    assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Running);
+    let cat = p.exec(id, &ExecSpec::new(["cat", "/root/work/kept.txt"])).await.expect("cat");
+    assert_eq!(cat.stdout, b"still here");
+    wait_healthy(&client, Duration::from_secs(30)).await.expect("the runtime answers again with its old token");
+    p.destroy(id).await.expect("destroy");
+}
+
+/// `sbx` as a subprocess pointed at the fake (async, so the fake keeps serving meanwhile).
+struct Cli<'a> {
+    fake: &'a FakeDaytona,
+    home: tempfile::TempDir,
+}
+
+impl Cli<'_> {
+    async fn run(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(sbx_tests::bin("sbx"))
+            .args(args)
+            .env("XDG_STATE_HOME", self.home.path().join("state"))
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("SBX_RUNTIME", sbx_tests::static_runtime())
+            .env("DAYTONA_API_URL", self.fake.api_url())
+            .env("DAYTONA_API_KEY", self.fake.api_key())
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .expect("run sbx")
+    }
+
+    async fn ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "sbx {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_exec_cp_prompt_down_through_the_cli() {
+    let Some(fake) = fake().await else { return };
+    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    cli.ok(&["up", "--provider", "daytona", "--name", "dt"]).await;
+    assert_eq!(fake.sandbox_ids().len(), 1);
+
+    let out = cli.ok(&["exec", "dt", "--", "sh", "-c", "echo out; echo err >&2; exit 0"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    let out = cli.run(&["exec", "dt", "--", "sh", "-c", "exit 3"]).await;
+    assert_eq!(out.status.code(), Some(3));
+
+    let src = cli.home.path().join("hello.txt");
+    std::fs::write(&src, "hello daytona\n").expect("write");
+    cli.ok(&["exec", "dt", "--", "mkdir", "-p", "/root/in"]).await;
+    cli.ok(&["cp", src.to_str().expect("utf8"), "dt:/root/in/hello.txt"]).await;
+    let out = cli.ok(&["exec", "dt", "--", "cat", "/root/in/hello.txt"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello daytona\n");
+    let back = cli.home.path().join("back.txt");
+    cli.ok(&["cp", "dt:/root/in/hello.txt", back.to_str().expect("utf8")]).await;
+    assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello daytona\n");
+
+    let out = cli.ok(&["prompt", "dt", "echo hello from daytona", "--agent", "mock"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from daytona\n");
+
+    let out = cli.ok(&["ls", "--json"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("daytona"), "{}", String::from_utf8_lossy(&out.stdout));
+    cli.ok(&["down", "dt"]).await;
+    assert!(fake.sandbox_ids().is_empty(), "down deletes the sandbox");
+
+    // A wrong key through the CLI: one clear error naming the fix.
+    let out = tokio::process::Command::new(sbx_tests::bin("sbx"))
+        .args(["up", "--provider", "daytona", "--name", "nokey"])
+        .env("XDG_STATE_HOME", cli.home.path().join("state"))
+        .env("XDG_CONFIG_HOME", cli.home.path().join("config"))
+        .env("SBX_RUNTIME", sbx_tests::static_runtime())
+        .env("DAYTONA_API_URL", fake.api_url())
+        .env("DAYTONA_API_KEY", "wrong")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("run sbx");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("DAYTONA_API_KEY") && err.contains("sbx auth login daytona"), "{err}");
+    assert!(fake.sandbox_ids().is_empty());
+}
