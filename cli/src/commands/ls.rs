@@ -44,6 +44,14 @@ pub struct Row {
 pub async fn provider_listings(ctx: &Ctx, only: Option<&str>) -> BTreeMap<String, Vec<Sandbox>> {
     let mut names: Vec<String> = ctx.state.list().unwrap_or_default().into_iter().map(|r| r.provider).collect();
     names.extend(["local".to_owned(), "docker".to_owned()]);
+    // Cloud providers whose credentials are at hand are listed too, so `sbx gc` finds their orphans
+    // even when this host has no state row for them.
+    for cloud in ["daytona"] {
+        let auth = crate::auth::provider_auth(cloud).ok();
+        if auth.and_then(|a| crate::auth::resolve(a, None).ok().flatten()).is_some() {
+            names.push(cloud.to_owned());
+        }
+    }
     names.sort();
     names.dedup();
     let mut out = BTreeMap::new();
