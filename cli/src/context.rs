@@ -48,7 +48,8 @@ impl Ctx {
         };
         crate::redact::register(&handle.token);
         let client = handle.client()?;
-        if sbx_providers::bootstrap::answers(&client).await {
+        let (answers, ()) = tokio::join!(sbx_providers::bootstrap::answers(&client), keep_alive(rec));
+        if answers {
             return Ok(client);
         }
         let provider = provider(&rec.provider).await?;
@@ -61,6 +62,23 @@ impl Ctx {
         sbx_providers::bootstrap::restart(provider.as_ref(), &rec.id, &handle, &layout)
             .await
             .with_context(|| format!("sandbox `{}`", rec.name))
+    }
+}
+
+/// E2B kills a sandbox when its timeout runs out, however busy it is: every command that uses an E2B
+/// sandbox made without `--ttl` sets its timeout again (`SBX_E2B_TIMEOUT`, default 1 h, from now).
+/// Best effort, at the same time as the health check and bounded to 3 s: it never fails the command.
+async fn keep_alive(rec: &SandboxRecord) {
+    if rec.provider != "e2b" || rec.labels.contains_key(sbx_providers::labels::EXPIRES_AT) {
+        return;
+    }
+    let Ok(Some(key)) = crate::auth::provider_auth("e2b").and_then(|a| crate::auth::resolve(a, None)) else { return };
+    let Ok(p) = sbx_providers::e2b::E2bProvider::new(key.key.expose()) else { return };
+    let timeout = p.timeout();
+    match tokio::time::timeout(std::time::Duration::from_secs(3), p.set_timeout(&rec.id, timeout)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(sandbox = %rec.id, error = %e, "e2b: could not extend the timeout"),
+        Err(_) => tracing::debug!(sandbox = %rec.id, "e2b: extending the timeout took too long"),
     }
 }
 

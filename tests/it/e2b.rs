@@ -24,6 +24,10 @@ fn provider(fake: &FakeE2b) -> E2bProvider {
         .with_retry(RetryPolicy { attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2) })
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
+
 /// Containers of this fake that Docker still has (the fake's own bookkeeping is not the oracle).
 async fn containers(fake: &FakeE2b) -> Vec<String> {
     let out = tokio::process::Command::new("docker")
@@ -53,7 +57,7 @@ async fn a_429_is_retried_honouring_retry_after_and_makes_one_sandbox() {
     let sandbox = p.create(&SandboxSpec::named("throttled")).await.expect("create after a 429");
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
     assert_eq!(fake.creates(), 1);
-    assert_eq!(fake.sandbox_ids(), [sandbox.id.clone()], "exactly one sandbox");
+    assert_eq!(fake.sandbox_ids(), std::slice::from_ref(&sandbox.id), "exactly one sandbox");
     // A 429 that never ends is reported as such, with the wait the platform asked for.
     for _ in 0..3 {
         fake.fail_next(Route::Get, 429, Some(0));
@@ -82,7 +86,7 @@ async fn a_500_on_create_is_a_clear_error_and_leaves_nothing() {
     // A 500 before anything happened, then success: still exactly one sandbox.
     fake.fail_next(Route::Create, 500, None);
     let s = p.create(&SandboxSpec::named("second-try")).await.expect("create after one 500");
-    assert_eq!(fake.sandbox_ids(), [s.id.clone()]);
+    assert_eq!(fake.sandbox_ids(), std::slice::from_ref(&s.id));
     assert!(s.labels.contains_key(CREATE_KEY));
     assert_eq!(p.list(&Labels::new()).await.expect("list").len(), 1);
     p.destroy(&s.id).await.expect("destroy");
@@ -174,7 +178,12 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     cli.ok(&["up", "--provider", "e2b", "--name", "eb"]).await;
     assert_eq!(fake.sandbox_ids().len(), 1);
 
+    // Using the sandbox pushes its E2B timeout forward (it was made without --ttl).
+    let id = fake.sandbox_ids().remove(0);
+    provider(&fake).set_timeout(&id, Duration::from_secs(30)).await.expect("set_timeout");
+    assert!(fake.end_at(&id).expect("exists") <= unix_now() + 30);
     let out = cli.ok(&["exec", "eb", "--", "sh", "-c", "echo out; echo err >&2; exit 0"]).await;
+    assert!(fake.end_at(&id).expect("exists") >= unix_now() + 3000, "sbx exec extended the timeout to an hour");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     let out = cli.run(&["exec", "eb", "--", "sh", "-c", "exit 3"]).await;
     assert_eq!(out.status.code(), Some(3));

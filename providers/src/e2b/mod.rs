@@ -174,6 +174,11 @@ impl E2bProvider {
         self
     }
 
+    /// The timeout used when a spec has no ttl, and on resume.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sets sandbox `id`'s timeout to `timeout` from now (E2B's `set_timeout`).
     pub async fn set_timeout(&self, id: &str, timeout: Duration) -> Result<()> {
         check_id(id)?;
@@ -302,7 +307,9 @@ impl Provider for E2bProvider {
         if !spec.name.is_empty() {
             metadata.entry(labels::NAME.into()).or_insert_with(|| spec.name.clone());
         }
-        metadata.entry(labels::EXPIRES_AT.into()).or_insert_with(|| (unix_now() + timeout.as_secs()).to_string());
+        if let Some(ttl) = spec.ttl {
+            metadata.entry(labels::EXPIRES_AT.into()).or_insert_with(|| (unix_now() + ttl.as_secs()).to_string());
+        }
         metadata.insert(CREATE_KEY.into(), key.clone());
         let body = json!({
             "templateID": template,

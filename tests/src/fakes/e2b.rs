@@ -230,6 +230,11 @@ impl FakeE2b {
         self.inner.sandboxes.lock().unwrap().get(id).map(|s| s.container.clone())
     }
 
+    /// Unix seconds at which sandbox `id` times out.
+    pub fn end_at(&self, id: &str) -> Option<u64> {
+        self.inner.sandboxes.lock().unwrap().get(id).map(|s| s.end_at)
+    }
+
     /// The container name prefix of this fake's sandboxes (`fake-e2b-<port>-`).
     pub fn container_prefix(&self) -> String {
         format!("fake-e2b-{}-", self.addr.port())
