@@ -218,3 +218,31 @@ async fn gc_finds_daytona_orphans_with_no_state_row() {
     assert_eq!(fake.sandbox_ids(), [alive.id.clone()], "gc removed exactly the expired and the orphaned sandbox");
     p.destroy(&alive.id).await.expect("destroy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_snapshot_has_the_runtime_so_bootstrap_uploads_nothing() {
+    let Some(fake) = fake().await else { return };
+    let runtime = sbx_tests::static_runtime();
+    let build = tokio::process::Command::new(sbx_tests::workspace_root().join("templates/daytona/build.sh"))
+        .env("BASE", crate::conformance::base_image())
+        .env("PACKAGES", "")
+        .env("SBX_RUNTIME", &runtime)
+        .output()
+        .await
+        .expect("run templates/daytona/build.sh");
+    assert!(build.status.success(), "build.sh failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let image = String::from_utf8_lossy(&build.stdout).lines().last().unwrap_or_default().trim().to_owned();
+    assert_eq!(image, format!("sbx-daytona:{}", sbx_agent::VERSION));
+    fake.add_snapshot("sbx-agent-test", &image);
+
+    let p = provider(&fake).with_snapshot("sbx-agent-test");
+    let sandbox = p.create(&SandboxSpec::named("templated")).await.expect("create from the snapshot");
+    let layout = p.runtime_layout(&sandbox.id).await.expect("layout");
+    let handle = bootstrap(&p, &sandbox.id, &runtime, &layout).await.expect("bootstrap");
+    assert_eq!(handle.client().expect("client").health().await.expect("health").version, sbx_agent::VERSION);
+    assert_eq!(fake.hits("POST /toolbox/{id}/files/bulk-upload"), 0, "the runtime was already there");
+    let tar = sbx_providers::single_file_tar("f", b"x", 0o644).expect("tar");
+    p.upload(&sandbox.id, sbx_providers::bytes_stream(tar), "/tmp/counted").await.expect("upload");
+    assert_eq!(fake.hits("POST /toolbox/{id}/files/bulk-upload"), 1, "uploads are counted");
+    p.destroy(&sandbox.id).await.expect("destroy");
+}

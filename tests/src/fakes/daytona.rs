@@ -9,7 +9,7 @@
 //!
 //! What it speaks is what `shared/providers/daytona.md` records of the official SDK (0.226.1), and
 //! `tests/oracle/test_daytona.py` drives it with that SDK:
-//! - `POST /api/sandbox` (snapshot name or `buildInfo.dockerfileContent` `FROM <image>`, env, labels,
+//! - `POST /api/sandbox` (snapshot name — [`SNAPSHOT`] or one added with [`FakeDaytona::add_snapshot`] — or `buildInfo.dockerfileContent` `FROM <image>`, env, labels,
 //!   cpu/memory/disk, auto-stop/archive/delete intervals) → 200 Sandbox, already `started`;
 //!   `GET /api/sandbox/{id}`, `GET /api/sandbox?labels=<json>` (`{items, nextCursor}`),
 //!   `POST …/stop`, `POST …/start`, `POST …/archive` (409 unless stopped), `DELETE …`,
@@ -129,6 +129,8 @@ struct Shared {
     config: FakeConfig,
     base_url: Mutex<String>,
     sandboxes: Mutex<HashMap<String, Sb>>,
+    /// Snapshot name → local Docker image, besides [`SNAPSHOT`] and the default.
+    snapshots: Mutex<HashMap<String, String>>,
     previews: Mutex<HashMap<(String, u16), Preview>>,
     faults: Mutex<Vec<Fault>>,
     hits: Mutex<HashMap<String, usize>>,
@@ -149,6 +151,7 @@ impl FakeDaytona {
             config,
             base_url: Mutex::new(format!("http://{addr}")),
             sandboxes: Mutex::default(),
+            snapshots: Mutex::default(),
             previews: Mutex::default(),
             faults: Mutex::default(),
             hits: Mutex::default(),
@@ -175,6 +178,11 @@ impl FakeDaytona {
     /// The image sandboxes run.
     pub fn image(&self) -> &str {
         &self.state.config.image
+    }
+
+    /// Makes snapshot `name` available, backed by the local Docker image `image`.
+    pub fn add_snapshot(&self, name: &str, image: &str) {
+        self.state.snapshots.lock().unwrap().insert(name.to_owned(), image.to_owned());
     }
 
     /// Makes the next request to `route` (`"<METHOD> <pattern>"`, e.g. `"POST /api/sandbox"` or
@@ -400,6 +408,7 @@ async fn create(State(st): S, body: Bytes) -> Response {
         match body.snapshot.as_deref() {
             None | Some("") | Some(SNAPSHOT) => st.config.image.clone(),
             Some(s) if s == st.config.image => st.config.image.clone(),
+            Some(s) if st.snapshots.lock().unwrap().contains_key(s) => st.snapshots.lock().unwrap()[s].clone(),
             Some(s) => return nest(404, &format!("Snapshot {s} not found. Did you add it through the Daytona Dashboard?")),
         }
     };
