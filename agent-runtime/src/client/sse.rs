@@ -16,6 +16,9 @@ pub struct SseEvent {
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// Where the unread bytes of `buf` start: lines are consumed by moving this, not by shifting
+    /// the buffer, which would cost a copy of the rest of a large chunk per line.
+    pos: usize,
     event: Option<String>,
     id: Option<String>,
     data: Option<String>,
@@ -29,19 +32,24 @@ impl SseParser {
 
     /// Adds received bytes.
     pub fn feed(&mut self, chunk: &[u8]) {
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         self.buf.extend_from_slice(chunk);
     }
 
     /// The next complete event, if the bytes so far hold one.
     pub fn next_event(&mut self) -> Option<SseEvent> {
         loop {
-            let nl = self.buf.iter().position(|&b| b == b'\n')?;
-            let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
-            line.pop();
+            let rest = &self.buf[self.pos..];
+            let nl = rest.iter().position(|&b| b == b'\n')?;
+            let mut line = &rest[..nl];
+            self.pos += nl + 1;
             if line.last() == Some(&b'\r') {
-                line.pop();
+                line = &line[..line.len() - 1];
             }
-            let line = String::from_utf8_lossy(&line);
+            let line = String::from_utf8_lossy(line).into_owned();
             if line.is_empty() {
                 if let Some(data) = self.data.take() {
                     return Some(SseEvent {
