@@ -214,3 +214,58 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     assert!(err.contains("E2B_API_KEY") && err.contains("sbx auth login e2b"), "{err}");
     assert!(fake.sandbox_ids().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_finds_e2b_orphans_with_no_state_row() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    use sbx_providers::labels;
+    // One past its ttl, one whose creator (on this host) is gone, one that is alive and well.
+    let mut expired = SandboxSpec::named("expired");
+    expired.labels.insert(labels::EXPIRES_AT.into(), "1".into());
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead_pid = child.id();
+    child.wait().expect("wait");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned();
+    let mut orphan = SandboxSpec::named("orphan");
+    orphan.labels.insert(labels::CREATOR_HOST.into(), host.clone());
+    orphan.labels.insert(labels::CREATOR_PID.into(), dead_pid.to_string());
+    let mut alive = SandboxSpec::named("alive");
+    alive.labels.insert(labels::CREATOR_HOST.into(), host);
+    alive.labels.insert(labels::CREATOR_PID.into(), std::process::id().to_string());
+    let expired = p.create(&expired).await.expect("create");
+    let orphan = p.create(&orphan).await.expect("create");
+    let alive = p.create(&alive).await.expect("create");
+
+    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let out = cli.ok(&["gc", "--json"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&expired.id) && text.contains(&orphan.id), "{text}");
+    assert_eq!(fake.sandbox_ids(), std::slice::from_ref(&alive.id), "gc removed exactly the expired and the orphaned sandbox");
+    p.destroy(&alive.id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_has_the_runtime_so_bootstrap_uploads_nothing() {
+    let Some(fake) = fake().await else { return };
+    let runtime = sbx_tests::static_runtime();
+    let build = tokio::process::Command::new(sbx_tests::workspace_root().join("templates/e2b/build.sh"))
+        .arg("local")
+        .env("BASE", crate::conformance::base_image())
+        .env("SBX_RUNTIME", &runtime)
+        .output()
+        .await
+        .expect("run templates/e2b/build.sh");
+    assert!(build.status.success(), "build.sh failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let image = String::from_utf8_lossy(&build.stdout).lines().last().unwrap_or_default().trim().to_owned();
+    assert_eq!(image, format!("sbx-e2b:{}", sbx_agent::VERSION));
+    fake.add_template("sbx-agent-test", &image);
+
+    let p = provider(&fake).with_template("sbx-agent-test");
+    let sandbox = p.create(&SandboxSpec::named("templated")).await.expect("create from the template");
+    let layout = p.runtime_layout(&sandbox.id).await.expect("layout");
+    let handle = bootstrap(&p, &sandbox.id, &runtime, &layout).await.expect("bootstrap");
+    assert_eq!(handle.client().expect("client").health().await.expect("health").version, sbx_agent::VERSION);
+    assert_eq!(fake.uploads(), 0, "the runtime was already there");
+    p.destroy(&sandbox.id).await.expect("destroy");
+}

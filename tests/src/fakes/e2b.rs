@@ -121,6 +121,7 @@ struct Inner {
     idempotency: Mutex<HashMap<String, String>>,
     faults: Mutex<Vec<Fault>>,
     creates: AtomicUsize,
+    uploads: AtomicUsize,
     pids: AtomicU32,
     log: bool,
     proxy: reqwest::Client,
@@ -157,6 +158,7 @@ impl FakeE2b {
             idempotency: Mutex::default(),
             faults: Mutex::default(),
             creates: AtomicUsize::new(0),
+            uploads: AtomicUsize::new(0),
             pids: AtomicU32::new(100),
             log: std::env::var("SBX_FAKE_E2B_LOG").as_deref() == Ok("1"),
             proxy: reqwest::Client::builder().no_proxy().build().expect("reqwest client"),
@@ -218,6 +220,11 @@ impl FakeE2b {
     /// How many containers creates have started so far.
     pub fn creates(&self) -> usize {
         self.inner.creates.load(Ordering::SeqCst)
+    }
+
+    /// How many `POST /files` requests envd has served.
+    pub fn uploads(&self) -> usize {
+        self.inner.uploads.load(Ordering::SeqCst)
     }
 
     /// Ids of the sandboxes that exist (running or paused).
@@ -736,7 +743,10 @@ async fn envd(st: &Inner, id: &str, req: Request) -> Response {
                 error(404, format!("path '{p}' does not exist"))
             }
         }
-        (Method::POST, "/files") => files_upload(&s, query, req).await,
+        (Method::POST, "/files") => {
+            st.uploads.fetch_add(1, Ordering::SeqCst);
+            files_upload(&s, query, req).await
+        }
         (Method::POST, rpc) if rpc.starts_with("/filesystem.Filesystem/") => {
             let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
             let body: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
