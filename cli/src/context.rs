@@ -53,7 +53,20 @@ impl Ctx {
             return Ok(client);
         }
         let provider = provider(&rec.provider).await?;
-        let mut layout = rec.layout.clone().unwrap_or_default();
+        // The endpoint may have changed (Daytona issues new preview tokens when a sandbox restarts).
+        let mut handle = handle;
+        let recorded_layout = rec.layout.clone().unwrap_or_default();
+        if let Ok(endpoint) = provider.endpoint(&rec.id, recorded_layout.port).await {
+            if endpoint != handle.endpoint {
+                handle.endpoint = endpoint;
+                self.state.set_ready(&rec.name, &handle.endpoint, &handle.token, &recorded_layout)?;
+                let client = handle.client()?;
+                if sbx_providers::bootstrap::answers(&client).await {
+                    return Ok(client);
+                }
+            }
+        }
+        let mut layout = recorded_layout;
         // A restarted runtime gets the credentials the user named at `sbx up`, read from this machine again.
         if let Some(names) = rec.labels.get(sbx_providers::labels::CREDENTIALS) {
             let names: Vec<String> = names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect();

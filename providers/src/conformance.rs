@@ -182,6 +182,9 @@ async fn lifecycle_checks(provider: &dyn Provider, runtime: &Path, spec: &Sandbo
         provider.resume(id).await.expect("resume");
         let state = provider.get(id).await.expect("get").expect("exists").state;
         assert_eq!(state, SandboxState::Running);
+        // The endpoint may change on resume (Daytona issues new preview tokens); the runtime's token does not.
+        let endpoint = provider.endpoint(id, layout.port).await.expect("endpoint after resume");
+        let client = endpoint.client(Some(handle.token.clone())).expect("client");
         wait_healthy(&client, HEALTHY_WITHIN).await.expect("the runtime answers after resume");
     } else {
         let pause = provider.pause(id).await;

@@ -103,6 +103,11 @@ async fn stop_and_start_keep_files_and_the_runtime_comes_back() {
     assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Running);
     let cat = p.exec(id, &ExecSpec::new(["cat", "/root/work/kept.txt"])).await.expect("cat");
     assert_eq!(cat.stdout, b"still here");
+    // The preview token changed with the restart: the old endpoint is refused, a fresh one works.
+    assert!(client.health().await.is_err(), "the old preview token is refused after a restart");
+    let endpoint = p.endpoint(id, layout.port).await.expect("endpoint");
+    assert_ne!(endpoint, handle.endpoint);
+    let client = endpoint.client(Some(handle.token.clone())).expect("client");
     wait_healthy(&client, Duration::from_secs(30)).await.expect("the runtime answers again with its old token");
     p.destroy(id).await.expect("destroy");
 }
@@ -162,6 +167,12 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     let back = cli.home.path().join("back.txt");
     cli.ok(&["cp", "dt:/root/in/hello.txt", back.to_str().expect("utf8")]).await;
     assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello daytona\n");
+
+    // pause = stop, resume = start: files stay, the runtime comes back behind a new preview token.
+    cli.ok(&["pause", "dt"]).await;
+    cli.ok(&["resume", "dt"]).await;
+    let out = cli.ok(&["exec", "dt", "--", "cat", "/root/in/hello.txt"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello daytona\n");
 
     let out = cli.ok(&["prompt", "dt", "echo hello from daytona", "--agent", "mock"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from daytona\n");

@@ -21,8 +21,7 @@
 //!   "failed to resolve container IP" as the real proxy does.
 //! - Preview links: each (sandbox, port) gets its own loopback listener that checks
 //!   `X-Daytona-Preview-Token` (401 without it) and proxies HTTP to the container's bridge address.
-//!   The token stays the same across stop/start (the real one is documented to reset; see the report
-//!   in `docs/providers/daytona.md`).
+//!   A stopped sandbox that starts again gets new preview tokens (same URLs), as Daytona documents.
 //! - Every route wants `Authorization: Bearer <api key>` (401 NestJS body otherwise). Errors are NestJS
 //!   bodies `{"statusCode", "message", "error"}`. [`FakeDaytona::fail_next`] makes the next request to a
 //!   route (its method and pattern, e.g. `"POST /api/sandbox"`) answer a status of our choosing
@@ -531,6 +530,14 @@ async fn start(State(st): S, Path(id): Path<String>) -> Response {
         }
     }
     let ip = container_ip(&s.container).await;
+    if s.state != "started" {
+        // Preview tokens reset when a sandbox restarts (the URL stays).
+        for (key, p) in st.previews.lock().unwrap().iter_mut() {
+            if key.0 == s.id {
+                p.token = crate::random_token();
+            }
+        }
+    }
     set_state(&st, &s.id, "started", Some(ip)).map(|j| Json(j).into_response()).unwrap_or_else(|| not_found(&id))
 }
 
@@ -602,7 +609,7 @@ async fn preview_url(State(st): S, Path((id, port)): Path<(String, u16)>) -> Res
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let token = crate::random_token();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = Router::new().fallback(proxy).with_state((st.clone(), s.id.clone(), port, token.clone()));
+    let app = Router::new().fallback(proxy).with_state((st.clone(), s.id.clone(), port));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(async move { let _ = rx.await; }).await;
     });
@@ -614,10 +621,11 @@ async fn preview_url(State(st): S, Path((id, port)): Path<(String, u16)>) -> Res
 }
 
 /// The preview proxy: token check, then the request goes to the container's port as it came.
-async fn proxy(State((st, id, port, token)): State<(Arc<Shared>, String, u16, String)>, req: Request) -> Response {
+async fn proxy(State((st, id, port)): State<(Arc<Shared>, String, u16)>, req: Request) -> Response {
     let Some(s) = find(&st, &id) else { return nest(404, "Sandbox not found") };
+    let token = st.previews.lock().unwrap().get(&(id.clone(), port)).map(|p| p.token.clone());
     let sent = req.headers().get(PREVIEW_TOKEN_HEADER).and_then(|v| v.to_str().ok());
-    if !s.public && sent != Some(token.as_str()) {
+    if !s.public && (sent.is_none() || sent != token.as_deref()) {
         return nest(401, "Unauthorized: missing or invalid preview token");
     }
     let Some(ip) = s.ip.filter(|_| s.state == "started") else {
