@@ -198,6 +198,13 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     cli.ok(&["cp", "eb:/root/in/hello.txt", back.to_str().expect("utf8")]).await;
     assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello e2b\n");
 
+    // sbx pause / resume: the files stay.
+    cli.ok(&["pause", "eb"]).await;
+    assert_eq!(provider(&fake).get(&id).await.expect("get").expect("exists").state, SandboxState::Paused);
+    cli.ok(&["resume", "eb"]).await;
+    let out = cli.ok(&["exec", "eb", "--", "cat", "/root/in/hello.txt"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello e2b\n");
+
     let out = cli.ok(&["prompt", "eb", "echo hello from e2b", "--agent", "mock"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from e2b\n");
 
@@ -268,4 +275,32 @@ async fn the_template_has_the_runtime_so_bootstrap_uploads_nothing() {
     assert_eq!(handle.client().expect("client").health().await.expect("health").version, sbx_agent::VERSION);
     assert_eq!(fake.uploads(), 0, "the runtime was already there");
     p.destroy(&sandbox.id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_resume_takes_over_a_paused_sandbox_by_id() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    // A sandbox made elsewhere, with a runtime whose token this host never sees, then paused.
+    let sandbox = p.create(&SandboxSpec::named("elsewhere")).await.expect("create");
+    let id = sandbox.id.clone();
+    let layout = p.runtime_layout(&id).await.expect("layout");
+    bootstrap(&p, &id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+    let tar = sbx_providers::single_file_tar("kept.txt", b"from before", 0o644).expect("tar");
+    p.upload(&id, sbx_providers::bytes_stream(tar), "/root").await.expect("upload");
+    p.pause(&id).await.expect("pause");
+
+    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let out = cli.ok(&["up", "--provider", "e2b", "--resume", &id]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "elsewhere\n", "named after its sbx name label");
+    assert_eq!(p.get(&id).await.expect("get").expect("exists").state, SandboxState::Running);
+    let out = cli.ok(&["exec", "elsewhere", "--", "cat", "/root/kept.txt"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from before");
+    // Taking it over twice, or an id that does not exist, is a usage error.
+    let out = cli.run(&["up", "--provider", "e2b", "--resume", &id, "--name", "again"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli.run(&["up", "--provider", "e2b", "--resume", "inotasandbox"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    cli.ok(&["down", "elsewhere"]).await;
+    assert!(fake.sandbox_ids().is_empty());
 }

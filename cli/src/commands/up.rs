@@ -58,6 +58,10 @@ pub struct UpArgs {
     /// (claude, codex, opencode, amp; comma-separated). Nothing crosses in unless named here.
     #[arg(long, value_delimiter = ',', value_name = "AGENTS")]
     pub credentials: Vec<String>,
+    /// Take over an existing sandbox of --provider by its id instead of making one: resume it if it is
+    /// paused, start the runtime in it, and record it under --name (default: its sbx name).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["image", "env", "env_file", "cpus", "memory", "ports", "labels", "ttl"])]
+    pub resume: Option<String>,
 }
 
 /// Checks a sandbox name.
@@ -183,6 +187,9 @@ pub fn hostname() -> String {
 
 /// Runs `sbx up`.
 pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
+    if let Some(id) = a.resume.clone() {
+        return adopt(ctx, &a, &id).await;
+    }
     let name = a.name.clone().unwrap_or_else(|| format!("sbx-{}", &bootstrap::fresh_token()[..6]));
     validate_name(&name)?;
     if a.provider == "local" && a.network == "none" {
@@ -314,10 +321,74 @@ async fn create_and_boot(
     if let Some(ms) = std::env::var(ENV_TEST_PAUSE_AFTER_CREATE).ok().and_then(|v| v.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    boot(ctx, out, provider, &spec.name, &sandbox.id, runtime, session_env, false).await?;
+    Ok(sandbox.id)
+}
 
-    let layout = provider.runtime_layout(&sandbox.id).await?;
+/// `sbx up --resume ID`: records an existing sandbox under a name, resumes it if paused, and starts the
+/// runtime in it with a fresh token (stopping a runtime left running with a token nobody has).
+async fn adopt(ctx: &Ctx, a: &UpArgs, id: &str) -> Result<Exit> {
+    let session_env = credential_env(&a.credentials)?;
+    let provider = provider_with_pull_bars(&a.provider, None).await?;
+    let Some(sandbox) = provider.get(id).await? else {
+        return Err(usage(format!("no {} sandbox `{id}` (`sbx ls --json` lists the ones sbx knows)", a.provider)));
+    };
+    if let Some(rec) = ctx.state.list()?.into_iter().find(|r| r.id == sandbox.id && r.provider == provider.name()) {
+        return Err(usage(format!("sandbox `{id}` is already recorded as `{}`", rec.name)));
+    }
+    let name = a.name.clone().or_else(|| sandbox.sbx_name().map(str::to_owned)).unwrap_or_else(|| format!("sbx-{}", &bootstrap::fresh_token()[..6]));
+    validate_name(&name)?;
+    let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
+    let run_id = sandbox.labels.get(labels::RUN_ID).cloned().unwrap_or_else(|| bootstrap::fresh_token()[..12].to_owned());
+    let expires_at = sandbox.labels.get(labels::EXPIRES_AT).and_then(|e| e.parse().ok());
+    if !ctx.state.reserve(&name, provider.name(), &run_id, &sandbox.labels, expires_at)? {
+        return Err(usage(format!("a sandbox named `{name}` already exists; pick another --name")));
+    }
+    ctx.state.set_id(&name, &sandbox.id)?;
+    let result = async {
+        if sandbox.state == sbx_providers::SandboxState::Paused {
+            let step = ctx.out.step(&format!("resuming sandbox {id} on {}", provider.name()));
+            match provider.resume(id).await {
+                Ok(()) => step.done(),
+                Err(e) => {
+                    step.fail();
+                    return Err(e.into());
+                }
+            }
+        }
+        boot(ctx, &ctx.out, provider.as_ref(), &name, id, &runtime, &session_env, true).await
+    }
+    .await;
+    if let Err(e) = result {
+        // The sandbox is not ours to destroy: only forget it.
+        ctx.state.remove(&name)?;
+        return Err(e);
+    }
+    if ctx.out.json {
+        let rec = ctx.state.get(&name)?.context("state lost the sandbox")?;
+        ctx.out.json_value(&serde_json::json!({ "name": name, "provider": provider.name(), "id": id, "endpoint": rec.endpoint, "expiresAt": expires_at }));
+    } else {
+        ctx.out.line(&name);
+        ctx.out.note(format!("sandbox `{name}` ({id}) is up on {}. Next:\n  sbx exec {name} -- <command>\n  sbx down {name}", provider.name()));
+    }
+    Ok(Exit::Success)
+}
+
+/// Installs (unless present), starts and waits for the runtime in sandbox `id`, then records it as ready.
+#[allow(clippy::too_many_arguments)]
+async fn boot(
+    ctx: &Ctx,
+    out: &crate::output::Output,
+    provider: &dyn Provider,
+    name: &str,
+    id: &str,
+    runtime: &std::path::Path,
+    session_env: &[(String, String)],
+    stop_old: bool,
+) -> Result<()> {
+    let layout = provider.runtime_layout(id).await?;
     let step = out.step("uploading the runtime");
-    if let Err(e) = bootstrap::install(provider, &sandbox.id, runtime, &layout).await {
+    if let Err(e) = bootstrap::install(provider, id, runtime, &layout).await {
         step.fail();
         return Err(e.into());
     }
@@ -325,24 +396,31 @@ async fn create_and_boot(
 
     let token = bootstrap::fresh_token();
     crate::redact::register(&token);
+    if stop_old {
+        // A runtime may still run from before, with a token this host does not have.
+        let stop = [layout.binary_path.as_str(), "daemon", "stop", "--host", layout.listen_host.as_str(), "--port"];
+        let mut argv: Vec<String> = stop.iter().map(|s| (*s).to_owned()).collect();
+        argv.push(layout.port.to_string());
+        let _ = provider.exec(id, &sbx_providers::ExecSpec::new(argv)).await;
+    }
     let step = out.step("starting the runtime");
     // Credentials go to the runtime's start only; the layout kept in the host state never holds them.
     let mut start_layout = layout.clone();
     start_layout.env.extend(session_env.iter().cloned());
-    if let Err(e) = bootstrap::start(provider, &sandbox.id, &start_layout, &token).await {
+    if let Err(e) = bootstrap::start(provider, id, &start_layout, &token).await {
         step.fail();
         return Err(e.into());
     }
     step.done();
 
     let step = out.step("waiting until it is healthy");
-    let endpoint = provider.endpoint(&sandbox.id, layout.port).await?;
+    let endpoint = provider.endpoint(id, layout.port).await?;
     let handle = bootstrap::RuntimeHandle { endpoint, token };
     if let Err(e) = bootstrap::wait_healthy(&handle.client()?, Duration::from_secs(60)).await {
         step.fail();
         return Err(e.into());
     }
     step.done();
-    ctx.state.set_ready(&spec.name, &handle.endpoint, &handle.token, &layout)?;
-    Ok(sandbox.id)
+    ctx.state.set_ready(name, &handle.endpoint, &handle.token, &layout)?;
+    Ok(())
 }

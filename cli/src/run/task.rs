@@ -235,6 +235,7 @@ fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
         labels: vec![format!("sbx-task={}", task.name)],
         ttl: task.ttl.clone(),
         credentials: task.credentials.clone(),
+        resume: None,
     }
 }
 
