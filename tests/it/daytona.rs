@@ -41,7 +41,7 @@ async fn a_429_is_retried_and_makes_one_sandbox() {
     let sandbox = p.create(&SandboxSpec::named("throttled")).await.expect("create after a 429");
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
     assert_eq!(fake.hits(CREATE), 2);
-    assert_eq!(fake.sandbox_ids(), [sandbox.id.clone()], "exactly one sandbox");
+    assert_eq!(fake.sandbox_ids(), vec![sandbox.id.clone()], "exactly one sandbox");
     // A 429 on an idempotent call is retried too; one that never ends says so.
     fake.fail_next("GET /api/sandbox/{id}", 429, None);
     assert!(p.get(&sandbox.id).await.expect("get after a 429").is_some());
@@ -66,7 +66,7 @@ async fn a_500_on_create_is_a_clear_error_and_leaves_nothing() {
     // One 500, then success: still exactly one sandbox.
     fake.fail_next(CREATE, 500, None);
     let s = p.create(&SandboxSpec::named("second-try")).await.expect("create after one 500");
-    assert_eq!(fake.sandbox_ids(), [s.id.clone()]);
+    assert_eq!(fake.sandbox_ids(), vec![s.id.clone()]);
     p.destroy(&s.id).await.expect("destroy");
 }
 
@@ -226,7 +226,7 @@ async fn gc_finds_daytona_orphans_with_no_state_row() {
     let out = cli.ok(&["gc", "--json"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&expired.id) && text.contains(&orphan.id), "{text}");
-    assert_eq!(fake.sandbox_ids(), [alive.id.clone()], "gc removed exactly the expired and the orphaned sandbox");
+    assert_eq!(fake.sandbox_ids(), vec![alive.id.clone()], "gc removed exactly the expired and the orphaned sandbox");
     p.destroy(&alive.id).await.expect("destroy");
 }
 
@@ -256,4 +256,53 @@ async fn the_template_snapshot_has_the_runtime_so_bootstrap_uploads_nothing() {
     p.upload(&sandbox.id, sbx_providers::bytes_stream(tar), "/tmp/counted").await.expect("upload");
     assert_eq!(fake.hits("POST /toolbox/{id}/files/bulk-upload"), 1, "uploads are counted");
     p.destroy(&sandbox.id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_env_labels_resources_and_intervals_reach_daytona() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake).with_auto_stop(0).with_auto_archive(120);
+    let mut spec = SandboxSpec::named("shaped");
+    spec.image = Some(crate::conformance::base_image()); // has a `:`: an image, built from `FROM <image>`
+    spec.env.insert("SBX_DT_ENV".into(), "it's here".into());
+    spec.labels.insert("team".into(), "infra".into());
+    spec.cpus = Some(1.5);
+    spec.memory_mb = Some(1536);
+    let sandbox = p.create(&spec).await.expect("create from an image");
+    assert_eq!(sandbox.labels.get("team").map(String::as_str), Some("infra"));
+    assert_eq!(sandbox.sbx_name(), Some("shaped"));
+
+    let raw: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/sandbox/{}", fake.api_url(), sandbox.id))
+        .bearer_auth(fake.api_key())
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(raw["cpu"], 2, "cores rounded up");
+    assert_eq!(raw["memory"], 2, "GiB rounded up");
+    assert_eq!(raw["autoStopInterval"], 0);
+    assert_eq!(raw["autoArchiveInterval"], 120);
+    assert!(raw["name"].as_str().expect("name").starts_with("sbx-shaped-"), "{raw}");
+
+    let out = p.exec(&sandbox.id, &ExecSpec::new(["sh", "-c", "printf %s \"$SBX_DT_ENV\""])).await.expect("exec");
+    assert_eq!(out.stdout, b"it's here");
+    let container = fake.container_of(&sandbox.id).expect("container");
+    let inspect = tokio::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}", &container])
+        .output()
+        .await
+        .expect("docker inspect");
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), format!("2000000000 {}", 2u64 << 30));
+
+    // A snapshot that does not exist is Daytona's 404 message, not a hang.
+    let mut missing = SandboxSpec::named("nosnap");
+    missing.image = Some("no-such-snapshot".into());
+    let err = p.create(&missing).await.expect_err("unknown snapshot");
+    assert!(matches!(&err, Error::ImageNotFound { image, .. } if image == "no-such-snapshot"), "{err:?}");
+    assert!(err.to_string().contains("templates/daytona/build.sh"), "{err}");
+    p.destroy(&sandbox.id).await.expect("destroy");
+    assert!(fake.sandbox_ids().is_empty());
 }

@@ -524,6 +524,16 @@ impl Provider for DaytonaProvider {
                     let ra = e.retry_after;
                     (client::to_error(e, "create", ""), ra)
                 }
+                Ok(Answer::Failed(e)) if e.status == reqwest::StatusCode::NOT_FOUND => {
+                    let image = spec.image.clone().or_else(|| self.snapshot.clone()).unwrap_or_else(|| "(default snapshot)".into());
+                    break Err(Error::ImageNotFound {
+                        image,
+                        hint: format!(
+                            "Daytona says: {}. Create the snapshot (templates/daytona/build.sh --push) or name an image with a tag (`debian:12`)",
+                            e.message
+                        ),
+                    });
+                }
                 Ok(Answer::Failed(e)) => break Err(client::to_error(e, "create", "")),
                 Err(e) => (e, None),
             };

@@ -657,6 +657,7 @@ async fn proxy(State((st, id, port)): State<(Arc<Shared>, String, u16)>, req: Re
 }
 
 /// The container of a started sandbox, or the error the real toolbox proxy gives.
+#[allow(clippy::result_large_err)] // the error is the response itself, returned as is
 fn running(st: &Shared, id: &str) -> Result<Sb, Response> {
     match find(st, id) {
         None => Err(not_found(id)),
