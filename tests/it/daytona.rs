@@ -93,6 +93,22 @@ async fn stop_and_start_keep_files_and_the_runtime_comes_back() {
     let tar = sbx_providers::single_file_tar("kept.txt", b"still here", 0o644).expect("tar");
     p.upload(id, sbx_providers::bytes_stream(tar), "/root/work").await.expect("upload");
 
+    // A 502 from the toolbox proxy (a sandbox changing state) is retried; a command that runs past its
+    // timeout is a Timeout, and is not run again.
+    const EXECUTE: &str = "POST /toolbox/{id}/process/execute";
+    let before = fake.hits(EXECUTE);
+    fake.fail_next(EXECUTE, 502, None);
+    let out = p.exec(id, &ExecSpec::new(["echo", "after 502"])).await.expect("exec after a 502");
+    assert_eq!(out.stdout, b"after 502\n");
+    assert_eq!(fake.hits(EXECUTE), before + 2);
+    let mut slow = ExecSpec::new(["sleep", "30"]);
+    slow.timeout = Some(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let err = p.exec(id, &slow).await.expect_err("timeout");
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(fake.hits(EXECUTE), before + 3, "a timed-out command is not run again");
+
     p.pause(id).await.expect("pause (stop)");
     assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Paused);
     let exec = p.exec(id, &ExecSpec::new(["true"])).await.expect_err("exec on a stopped sandbox");

@@ -95,7 +95,12 @@ impl Http {
 
     /// Sends once; transport failures are errors, HTTP failures are [`Answer::Failed`].
     pub(crate) async fn once(&self, req: RequestBuilder, op: &str) -> Result<Answer> {
-        let resp = req.send().await.map_err(|e| transport(e, op, &self.api_url))?;
+        let after = req
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .and_then(|r| r.timeout().copied())
+            .unwrap_or(super::REQUEST_TIMEOUT);
+        let resp = req.send().await.map_err(|e| transport(e, op, &self.api_url, after))?;
         if resp.status().is_success() {
             return Ok(Answer::Ok(resp));
         }
@@ -124,7 +129,7 @@ impl Http {
                     tokio::time::sleep(wait).await;
                 }
                 Ok(Answer::Failed(e)) => return Err(to_error(e, op, sandbox)),
-                Err(e @ (Error::Unavailable { .. } | Error::Timeout { .. })) if !last => {
+                Err(e @ Error::Unavailable { .. }) if !last => {
                     let wait = self.retry.delay(attempt, None);
                     tracing::debug!(op, error = %e, ?wait, "daytona: retrying");
                     tokio::time::sleep(wait).await;
@@ -143,9 +148,9 @@ impl Http {
 }
 
 /// A reqwest failure that never got an HTTP answer.
-pub(crate) fn transport(e: reqwest::Error, op: &str, api_url: &str) -> Error {
+pub(crate) fn transport(e: reqwest::Error, op: &str, api_url: &str, after: Duration) -> Error {
     if e.is_timeout() {
-        return Error::Timeout { op: format!("daytona {op}"), after: Duration::ZERO };
+        return Error::Timeout { op: format!("daytona {op}"), after };
     }
     Error::Unavailable {
         provider: NAME,

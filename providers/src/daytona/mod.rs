@@ -44,8 +44,10 @@
 //!
 //! # Failures
 //!
-//! Every request has a timeout; 429, 5xx and transport errors are retried with jittered exponential
-//! backoff honouring `Retry-After` ([`RetryPolicy`]). A create is retried only after checking (by its
+//! Every request has a timeout; 429, 5xx and connection failures are retried with jittered exponential
+//! backoff honouring `Retry-After` ([`RetryPolicy`]). A request that timed out is not retried (it may
+//! have been carried out), and `exec` retries only 429 and the proxy's 502/503 (the command did not
+//! run), so a command never runs twice. A create is retried only after checking (by its
 //! nonce label) that the failed attempt left no sandbox; when it gives up, any sandbox with its nonce is
 //! deleted, so a failed create leaves nothing behind. A 401 names `DAYTONA_API_KEY` and
 //! `sbx auth login daytona`.
@@ -96,7 +98,7 @@ pub const CREATE_NONCE_LABEL: &str = "dev.sbx.create-nonce";
 pub const AUTOSTART_FILE: &str = ".cache/sbx/daytona-autostart.sh";
 
 /// Limit of ordinary control-plane requests.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Limit of an upload.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Default limit of an `exec` (the server's own default is 10 s, so one is always sent).
@@ -352,10 +354,27 @@ impl DaytonaProvider {
         let url = format!("{}/process/execute", self.toolbox_base(id).await?);
         let secs = timeout.as_secs().max(1);
         let body = json!({"command": command, "timeout": secs});
-        let resp = self
-            .http
-            .send("execute", id, || self.http.url(Method::POST, &url).json(&body).timeout(timeout + Duration::from_secs(5)))
-            .await;
+        // Not `send`: a command is not idempotent, so only answers that say it did not run are retried
+        // (429, and 502/503 from the proxy while the sandbox changes state), never a timeout.
+        let retry = self.http.retry;
+        let mut attempt = 0;
+        let resp = loop {
+            let req = self.http.url(Method::POST, &url).json(&body).timeout(timeout + Duration::from_secs(5));
+            match self.http.once(req, "execute").await {
+                Ok(Answer::Ok(r)) => break Ok(r),
+                Ok(Answer::Failed(e))
+                    if matches!(e.status.as_u16(), 429 | 502 | 503) && attempt + 1 < retry.attempts =>
+                {
+                    tokio::time::sleep(retry.delay(attempt, e.retry_after)).await;
+                    attempt += 1;
+                }
+                Ok(Answer::Failed(e)) => break Err(client::to_error(e, "execute", id)),
+                Err(Error::Timeout { .. }) => {
+                    break Err(Error::Timeout { op: format!("exec in daytona sandbox `{id}`"), after: timeout })
+                }
+                Err(e) => break Err(e),
+            }
+        };
         let resp = match resp {
             Ok(r) => r,
             Err(Error::Provider { message, .. }) if message.contains("HTTP 408") => {
