@@ -125,6 +125,8 @@ async fn pause_and_resume_keep_files_and_the_runtime_comes_back() {
     p.pause(id).await.expect("pause");
     assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Paused);
     p.pause(id).await.expect("pausing a paused sandbox (409) is Ok");
+    let exec = p.exec(id, &ExecSpec::new(["true"])).await.expect_err("exec on a paused sandbox");
+    assert!(exec.to_string().contains("sbx resume"), "{exec}");
     p.resume(id).await.expect("resume");
     assert_eq!(p.get(id).await.expect("get").expect("exists").state, SandboxState::Running);
     let cat = p.exec(id, &ExecSpec::new(["cat", "/root/work/kept.txt"])).await.expect("cat");

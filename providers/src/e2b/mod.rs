@@ -222,6 +222,20 @@ impl E2bProvider {
         Ok(Some(body))
     }
 
+    /// E2B's edge says "not found" for a paused sandbox too: say which it is, and what to do.
+    async fn explain_gone<T>(&self, id: &str, result: Result<T>) -> Result<T> {
+        match result {
+            Err(Error::NotFound { sandbox }) => match self.detail(id).await {
+                Ok(Some(d)) if d.get("state").and_then(Value::as_str) == Some("paused") => Err(Error::Provider {
+                    provider: NAME,
+                    message: format!("sandbox `{id}` is paused; resume it first (`sbx resume <name>`)"),
+                }),
+                _ => Err(Error::NotFound { sandbox }),
+            },
+            other => other,
+        }
+    }
+
     /// Kills every sandbox a failed create may have left (found by its create key); best effort.
     async fn clean_up_failed_create(&self, key: &str) {
         let leftovers = self.list(&Labels::from([(CREATE_KEY.to_owned(), key.to_owned())])).await;
@@ -393,14 +407,16 @@ impl Provider for E2bProvider {
 
     async fn exec(&self, id: &str, cmd: &ExecSpec) -> Result<ExecOutput> {
         check_id(id)?;
-        self.envd(id).await?.exec(cmd).await
+        let result = self.envd(id).await?.exec(cmd).await;
+        self.explain_gone(id, result).await
     }
 
     async fn upload(&self, id: &str, archive: ByteStream, dest: &str) -> Result<()> {
         check_id(id)?;
         let envd = self.envd(id).await?;
         let tmp = format!("/tmp/sbx-upload-{}.tar", crate::random_hex(8));
-        envd.upload_file(&tmp, archive).await?;
+        let sent = envd.upload_file(&tmp, archive).await;
+        self.explain_gone(id, sent).await?;
         let script = r#"mkdir -p "$1" && tar -xf "$2" -C "$1"; rc=$?; rm -f "$2"; exit $rc"#;
         let out = envd.exec(&ExecSpec::new(["sh", "-c", script, "sh", dest, &tmp])).await?;
         if out.exit_code != 0 {
