@@ -132,3 +132,38 @@ def test_bad_key_is_an_authentication_error(fake, monkeypatch):
     monkeypatch.setenv("DAYTONA_API_KEY", "wrong")
     with pytest.raises(daytona.DaytonaAuthenticationError):
         list(daytona.Daytona().list())
+
+
+def _inject(fake, route, status, retry_after=None, times=1):
+    body = {"route": route, "status": status, "times": times}
+    if retry_after is not None:
+        body["retryAfter"] = retry_after
+    base = fake["DAYTONA_API_URL"].rsplit("/api", 1)[0]
+    r = requests.post(base + "/_fake/fail", json=body, headers={"Authorization": "Bearer " + fake["DAYTONA_API_KEY"]}, timeout=5)
+    assert r.status_code == 204, r.text
+
+
+def _clear(fake):
+    base = fake["DAYTONA_API_URL"].rsplit("/api", 1)[0]
+    r = requests.delete(base + "/_fake/fail", headers={"Authorization": "Bearer " + fake["DAYTONA_API_KEY"]}, timeout=5)
+    assert r.status_code == 204, r.text
+
+
+def test_error_bodies_map_to_the_sdk_errors(client, fake):
+    """The fake's 429/500/404/409 bodies are what the SDK turns into its typed errors."""
+    _inject(fake, "GET /api/sandbox", 429, retry_after=0, times=20)
+    with pytest.raises(daytona.DaytonaRateLimitError):
+        list(client.list())
+    _clear(fake)
+    _inject(fake, "POST /api/sandbox", 500)
+    with pytest.raises(daytona.DaytonaError) as e:
+        client.create(timeout=60)
+    assert "Internal server error" in str(e.value)
+    with pytest.raises(daytona.DaytonaNotFoundError):
+        client.get("no-such-sandbox")
+    sandbox = client.create(timeout=120)
+    try:
+        with pytest.raises(daytona.DaytonaConflictError):
+            sandbox.archive()
+    finally:
+        client.delete(sandbox)

@@ -25,7 +25,8 @@
 //! - Every route wants `Authorization: Bearer <api key>` (401 NestJS body otherwise). Errors are NestJS
 //!   bodies `{"statusCode", "message", "error"}`. [`FakeDaytona::fail_next`] makes the next request to a
 //!   route (its method and pattern, e.g. `"POST /api/sandbox"`) answer a status of our choosing
-//!   (429 with `Retry-After`).
+//!   (429 with `Retry-After`); `POST /_fake/fail` `{"route", "status", "retryAfter"?, "times"?}` does the
+//!   same from another process, and `DELETE /_fake/fail` forgets pending faults.
 //!
 //! Containers are named `fake-daytona-<id>` and labelled `dev.sbx.fake=daytona`; they are removed on
 //! delete and when the fake is dropped.
@@ -256,6 +257,7 @@ fn router(state: Arc<Shared>) -> Router {
         .route("/api/sandbox/{id}/last-activity", post(touch))
         .route("/api/sandbox/{id}/toolbox-proxy-url", get(toolbox_url))
         .route("/api/sandbox/{id}/ports/{port}/preview-url", get(preview_url))
+        .route("/_fake/fail", post(inject).delete(clear_faults))
         .route("/toolbox/{id}/process/execute", post(execute))
         .route("/toolbox/{id}/files/bulk-upload", post(bulk_upload))
         .route("/toolbox/{id}/files/bulk-download", post(bulk_download))
@@ -267,6 +269,28 @@ fn router(state: Arc<Shared>) -> Router {
         // Uploads carry whole runtime binaries (the fake buffers bodies; the real one streams).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InjectBody {
+    route: String,
+    status: u16,
+    retry_after: Option<u64>,
+    times: Option<usize>,
+}
+
+/// `POST /_fake/fail` (not Daytona's): [`FakeDaytona::fail_times`] for out-of-process clients (the oracle).
+async fn inject(State(st): S, Json(b): Json<InjectBody>) -> Response {
+    let times = b.times.unwrap_or(1).max(1);
+    st.faults.lock().unwrap().push(Fault { route: b.route, status: b.status, retry_after: b.retry_after, times });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `DELETE /_fake/fail`: forgets every pending fault.
+async fn clear_faults(State(st): S) -> Response {
+    st.faults.lock().unwrap().clear();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// A NestJS error response.
