@@ -306,3 +306,31 @@ async fn up_resume_takes_over_a_paused_sandbox_by_id() {
     cli.ok(&["down", "elsewhere"]).await;
     assert!(fake.sandbox_ids().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_is_the_public_host_of_the_port() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    let sandbox = p.create(&SandboxSpec::named("public")).await.expect("create");
+    let id = sandbox.id.as_str();
+    let layout = p.runtime_layout(id).await.expect("layout");
+    bootstrap(&p, id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+
+    // Without E2B_SANDBOX_URL the runtime is at https://2468-<id>.<domain>, no header needed.
+    let public = E2bProvider::new(fake.api_key()).expect("provider").with_api_url(fake.url());
+    let endpoint = public.endpoint(id, 2468).await.expect("endpoint");
+    let host = format!("2468-{id}.{}", fake.domain());
+    assert_eq!(endpoint, sbx_providers::Endpoint::http(format!("https://{host}")));
+    // That host, sent to the fake (no DNS or TLS here), reaches the runtime in the container.
+    let health: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/health", fake.url()))
+        .header("Host", &host)
+        .send()
+        .await
+        .expect("GET /v1/health through the public host")
+        .json()
+        .await
+        .expect("health JSON");
+    assert_eq!(health["version"], sbx_agent::VERSION);
+    p.destroy(id).await.expect("destroy");
+}

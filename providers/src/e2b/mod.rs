@@ -433,15 +433,17 @@ impl Provider for E2bProvider {
     }
 
     async fn endpoint(&self, id: &str, port: u16) -> Result<Endpoint> {
-        if self.detail(id).await?.is_none() {
+        let Some(detail) = self.detail(id).await? else {
             return Err(Error::NotFound { sandbox: id.to_owned() });
-        }
+        };
+        // A sandbox may live on another domain than the API's (the `domain` field, when set).
+        let domain = detail.get("domain").and_then(Value::as_str).filter(|d| !d.is_empty()).unwrap_or(&self.domain);
         Ok(match &self.sandbox_url {
             Some(url) => Endpoint {
                 transport: crate::Transport::Http { url: url.clone() },
                 headers: vec![("E2b-Sandbox-Id".into(), id.to_owned()), ("E2b-Sandbox-Port".into(), port.to_string())],
             },
-            None => Endpoint::http(format!("https://{port}-{id}.{}", self.domain)),
+            None => Endpoint::http(format!("https://{port}-{id}.{domain}")),
         })
     }
 

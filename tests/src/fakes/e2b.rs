@@ -586,7 +586,11 @@ fn not_found(id: &str) -> Response {
 
 fn get(st: &Inner, id: &str) -> Response {
     match st.sandboxes.lock().unwrap().get(id) {
-        Some(s) => axum::Json(detail_json(s, true)).into_response(),
+        Some(s) => {
+            let mut d = detail_json(s, true);
+            d["domain"] = json!(st.domain);
+            axum::Json(d).into_response()
+        }
         None => not_found(id),
     }
 }
