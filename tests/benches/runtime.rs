@@ -54,6 +54,9 @@ async fn main() {
     let mut child = tokio::process::Command::new(&bin)
         .args(["server", "--port", &port.to_string(), "--root"])
         .arg(&root)
+        // A state dir of its own: sessions from earlier runs would be reopened (and held in memory).
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
         .env("SBX_AGENT_TOKEN", &token)
         .env("SBX_AGENT_LOG_STDOUT", "1")
         .env("SBX_AGENT_LOG", "warn")
