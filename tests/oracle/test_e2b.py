@@ -170,3 +170,43 @@ def test_errors_the_sdk_maps(env, monkeypatch):
     assert "not found" in str(exc.value)
     with pytest.raises(e2b.SandboxNotFoundException):
         e2b.Sandbox.get_info("inotasandbox00000000")
+
+
+def _fault(fake_url: str, **fault) -> None:
+    import json
+
+    req = urllib.request.Request(
+        fake_url + "/_fake/faults", data=json.dumps(fault).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 204
+
+
+def test_the_sdk_reads_the_fakes_faults_like_e2bs(env):
+    # 429 with Retry-After: the SDK waits that long, retries, and gets its sandbox.
+    _fault(env, route="create", status=429, retryAfter=1)
+    started = time.monotonic()
+    sbx = e2b.Sandbox.create(metadata={"case": "retried"})
+    assert time.monotonic() - started >= 1.0, "Retry-After: 1 was honoured"
+    try:
+        listed = e2b.Sandbox.list(query=e2b.SandboxQuery(metadata={"case": "retried"})).next_items()
+        assert len(listed) == 1, "one sandbox, not two"
+    finally:
+        sbx.kill()
+    # A 429 that outlasts the SDK's retries is its RateLimitException.
+    _fault(env, route="create", status=429, retryAfter=0, times=5)
+    with pytest.raises(e2b.RateLimitException):
+        e2b.Sandbox.create()
+    _fault(env, clear=True)
+    # 500 is not retried by the SDK: a SandboxException with E2B's message.
+    _fault(env, route="create", status=500)
+    with pytest.raises(e2b.SandboxException) as exc:
+        e2b.Sandbox.create()
+    assert "500" in str(exc.value)
+    # 409 on pause is "already paused": False, not an error.
+    sbx = e2b.Sandbox.create()
+    try:
+        _fault(env, route="pause", status=409)
+        assert sbx.pause() is False
+    finally:
+        sbx.kill()

@@ -32,7 +32,9 @@
 //! work, then answer with the error — a create that times out on the way back).
 //!
 //! Every container is labelled `dev.sbx.fake=e2b` and removed on kill, on expiry and when the fake is
-//! dropped. `SBX_FAKE_E2B_LOG=1` prints one line per request.
+//! dropped. `SBX_FAKE_E2B_LOG=1` prints one line per request. `POST /_fake/faults` (JSON `route`,
+//! `status`, `retryAfter`, `after`, `times`; or `{"clear": true}`) injects faults into a running
+//! `fake-e2b` binary.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -393,6 +395,9 @@ async fn control(st: &Arc<Inner>, req: Request) -> Response {
     if method == Method::GET && path == "/health" {
         return StatusCode::OK.into_response();
     }
+    if method == Method::POST && path == "/_fake/faults" {
+        return add_fault(st, req).await;
+    }
     match header(req.headers(), "x-api-key") {
         None => return error(401, "authorization header is missing"),
         Some(k) if k != st.api_key => return error(401, "Invalid API key"),
@@ -440,6 +445,37 @@ async fn control(st: &Arc<Inner>, req: Request) -> Response {
         Some(f) => fault_response(&f),
         None => resp,
     }
+}
+
+/// `POST /_fake/faults` `{"route": "create", "status": 429, "retryAfter": 1, "after": false}`: the
+/// binary's way to [`FakeE2b::fail_next`] (for the oracle); not part of E2B's API.
+async fn add_fault(st: &Inner, req: Request) -> Response {
+    let body = axum::body::to_bytes(req.into_body(), 1 << 16).await.unwrap_or_default();
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if v["clear"].as_bool() == Some(true) {
+        st.faults.lock().unwrap().clear();
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let route = match v["route"].as_str() {
+        Some("create") => Route::Create,
+        Some("get") => Route::Get,
+        Some("list") => Route::List,
+        Some("kill") => Route::Kill,
+        Some("pause") => Route::Pause,
+        Some("connect") => Route::Connect,
+        Some("timeout") => Route::Timeout,
+        Some("envd") => Route::Envd,
+        other => return error(400, format!("unknown route {other:?}")),
+    };
+    let Some(status) = v["status"].as_u64().and_then(|s| u16::try_from(s).ok()) else {
+        return error(400, "status is required");
+    };
+    let times = v["times"].as_u64().unwrap_or(1);
+    let after = v["after"].as_bool().unwrap_or(false);
+    for _ in 0..times {
+        st.faults.lock().unwrap().push(Fault { route, status, retry_after: v["retryAfter"].as_u64(), after });
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 fn sandbox_json(st: &Inner, s: &Sbx) -> Value {
