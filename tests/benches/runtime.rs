@@ -162,5 +162,32 @@ async fn main() {
     println!("  session events via SSE: {received} in {} = {:.0} events/s (target >= 100000/s)", fmt(took), received as f64 / took.as_secs_f64());
     let rss = rss_kib(child.id().unwrap()).unwrap_or(0);
     println!("  RSS after the stream:   {:.2} MB (every event is kept in memory for replay)", rss as f64 / 1024.0);
+
+    // The same stream read as raw server-sent events, without decoding each into the typed Event:
+    // splits the time between the runtime + transport and the client's JSON decoding.
+    let session = client.create_session(&req).await.expect("mock session");
+    let t = Instant::now();
+    let turn = client.send_message(&session.id, &format!("stream {n}"), false).await.expect("send");
+    let resp = http
+        .get(format!("{url}/v1/sessions/{}/events/stream", session.id))
+        .bearer_auth(&token)
+        .header("Last-Event-ID", (turn.first_sequence - 1).to_string())
+        .send()
+        .await
+        .expect("stream");
+    let mut body = resp.bytes_stream();
+    let mut parser = sbx_agent::client::sse::SseParser::new();
+    let mut raw = 0u64;
+    'read: while let Some(chunk) = body.next().await {
+        parser.feed(&chunk.expect("chunk"));
+        while let Some(ev) = parser.next_event() {
+            raw += 1;
+            if ev.data.contains("\"type\":\"turn.completed\"") {
+                break 'read;
+            }
+        }
+    }
+    let took = t.elapsed();
+    println!("  same, raw SSE (no decode): {raw} in {} = {:.0} events/s", fmt(took), raw as f64 / took.as_secs_f64());
     let _ = child.kill().await;
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use utoipa_axum::router::OpenApiRouter;
@@ -259,37 +258,51 @@ async fn session_event_stream(
         None => q.offset.unwrap_or(0),
     };
     let journal = std::sync::Arc::clone(session.journal());
-    Ok(Sse::new(follow(journal, offset)).keep_alive(KeepAlive::default()).into_response())
+    let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    Ok((headers, axum::body::Body::from_stream(follow(journal, offset))).into_response())
 }
 
-fn follow(journal: std::sync::Arc<journal::Journal>, offset: u64) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+/// How long a quiet stream waits before sending a keep-alive comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The SSE body: whatever is visible is framed in batches (one write for many events, which is what
+/// lets a fast agent's deltas through at full speed), then it waits for more; a comment line keeps a
+/// quiet connection alive. Ends once the journal is closed and everything in it was sent.
+fn follow(journal: std::sync::Arc<journal::Journal>, offset: u64) -> impl Stream<Item = Result<bytes::Bytes, Infallible>> {
     struct St {
         journal: std::sync::Arc<journal::Journal>,
         rx: tokio::sync::watch::Receiver<u64>,
         after: u64,
-        queue: std::collections::VecDeque<std::sync::Arc<journal::Stored>>,
     }
     // Subscribe before the first read so nothing that becomes visible in between is missed.
     let rx = journal.subscribe();
-    let st = St { journal, rx, after: offset, queue: Default::default() };
+    let st = St { journal, rx, after: offset };
     futures::stream::unfold(st, |mut st| async move {
         loop {
-            if let Some(e) = st.queue.pop_front() {
-                let ev = SseEvent::default().event(SESSION_EVENT).id(e.sequence.to_string()).data(&*e.json);
-                return Some((Ok(ev), st));
-            }
             let finished = st.journal.finished();
-            let batch = st.journal.after(st.after, 256);
+            let batch = st.journal.after(st.after, 1024);
             if let Some(last) = batch.last() {
                 st.after = last.sequence;
-                st.queue.extend(batch);
-                continue;
+                let mut buf = Vec::with_capacity(batch.iter().map(|e| e.json.len() + 32).sum());
+                for e in &batch {
+                    // The stored JSON is one line (serde_json escapes newlines), so one `data:` line each.
+                    buf.extend_from_slice(b"event: ");
+                    buf.extend_from_slice(SESSION_EVENT.as_bytes());
+                    buf.extend_from_slice(b"\nid: ");
+                    buf.extend_from_slice(e.sequence.to_string().as_bytes());
+                    buf.extend_from_slice(b"\ndata: ");
+                    buf.extend_from_slice(e.json.as_bytes());
+                    buf.extend_from_slice(b"\n\n");
+                }
+                return Some((Ok(bytes::Bytes::from(buf)), st));
             }
             if finished {
                 return None;
             }
-            if st.rx.changed().await.is_err() {
-                return None;
+            match tokio::time::timeout(KEEP_ALIVE, st.rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return None,
+                Err(_) => return Some((Ok(bytes::Bytes::from_static(b":\n\n")), st)),
             }
         }
     })
