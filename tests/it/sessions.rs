@@ -334,6 +334,7 @@ async fn ended_sessions_keep_their_events_and_forget_deletes_them() {
     let rt = TestRuntime::start_with(|c| c.state_dir = Some(dir.path().to_path_buf())).await;
     let after = all_events(&rt.client, &s.id).await;
     assert_eq!(before, after);
+    assert!(rt.client.session_events(&s.id, 0, None).await.unwrap().ended, "still reported ended after the restart");
     // The stream of an ended session replays and ends by itself.
     let mut follow = rt.client.follow_events(&s.id, 0).await.unwrap();
     let mut n = 0;

@@ -40,6 +40,9 @@ pub(crate) struct Journal {
     path: PathBuf,
     numbering: Mutex<Numbering>,
     visible: Mutex<Vec<Arc<Stored>>>,
+    /// Set while the events of an ended session are not held in memory (see [`Journal::open_with`]);
+    /// held during a reload so concurrent readers wait for it instead of seeing nothing.
+    unloaded: tokio::sync::Mutex<bool>,
     /// The sequence of the last visible event.
     last: watch::Sender<u64>,
 }
@@ -56,12 +59,18 @@ pub(crate) const EVENTS_FILE: &str = "events.jsonl";
 impl Journal {
     /// Opens (or creates) the journal in `dir`, loading what it holds and starting its writer.
     pub(crate) async fn open(session_id: &str, dir: &Path) -> std::io::Result<Arc<Self>> {
+        Self::open_with(session_id, dir, false).await
+    }
+
+    /// Like [`Journal::open`]; with `lazy`, the events stay on disk until [`Journal::ensure_loaded`]
+    /// (for sessions that had ended: nobody may ever read them again).
+    pub(crate) async fn open_with(session_id: &str, dir: &Path, lazy: bool) -> std::io::Result<Arc<Self>> {
         let path = dir.join(EVENTS_FILE);
-        let loaded = {
+        let (loaded, count) = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || load(&path)).await.map_err(std::io::Error::other)??
+            tokio::task::spawn_blocking(move || read(&path, &mut |_| {}, !lazy)).await.map_err(std::io::Error::other)??
         };
-        let next = loaded.last().map_or(1, |s| s.sequence + 1);
+        let next = count + 1;
         let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (last, _) = watch::channel(next - 1);
@@ -70,6 +79,7 @@ impl Journal {
             path,
             numbering: Mutex::new(Numbering { next, tx: Some(tx) }),
             visible: Mutex::new(loaded),
+            unloaded: tokio::sync::Mutex::new(lazy),
             last,
         });
         tokio::spawn(write_loop(Arc::clone(&journal), file, rx));
@@ -121,6 +131,24 @@ impl Journal {
     /// Every visible event, parsed (for recovery and tests).
     pub(crate) fn parsed(&self) -> Vec<Event> {
         self.after(0, usize::MAX).iter().filter_map(|s| serde_json::from_str(&s.json).ok()).collect()
+    }
+
+    /// Stops taking events (a session that had already ended before a restart): readers then see
+    /// the journal as finished.
+    pub(crate) fn close(&self) {
+        self.numbering.lock().unwrap_or_else(|e| e.into_inner()).tx = None;
+    }
+
+    /// Reads the events back from disk if they were unloaded; call before [`Journal::after`].
+    pub(crate) async fn ensure_loaded(&self) -> std::io::Result<()> {
+        let mut unloaded = self.unloaded.lock().await;
+        if *unloaded {
+            let path = self.path.clone();
+            let events = tokio::task::spawn_blocking(move || load(&path)).await.map_err(std::io::Error::other)??;
+            *self.visible.lock().unwrap_or_else(|e| e.into_inner()) = events;
+            *unloaded = false;
+        }
+        Ok(())
     }
 
     /// A receiver that changes whenever events become visible (and errs once the writer is gone).
@@ -179,35 +207,63 @@ async fn write_loop(journal: Arc<Journal>, mut file: tokio::fs::File, mut rx: mp
 
 /// Reads a journal file: every complete line, numbered 1, 2, 3…; a torn or unparsable tail is cut off.
 fn load(path: &Path) -> std::io::Result<Vec<Arc<Stored>>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    Ok(read(path, &mut |_| {}, true)?.0)
+}
+
+/// Visits every event of the journal file at `path` (parsed) without keeping them in memory, and
+/// cuts a torn tail off as opening it would. Returns how many there are.
+pub(crate) fn scan(path: &Path, visit: &mut dyn FnMut(Event)) -> std::io::Result<u64> {
+    let mut each = |text: &str| {
+        if let Ok(e) = serde_json::from_str::<Event>(text) {
+            visit(e);
+        }
+    };
+    Ok(read(path, &mut each, false)?.1)
+}
+
+/// Reads the complete, numbered lines of a journal file, handing each to `visit` and keeping them
+/// when `keep`; a torn or unparsable tail (never acknowledged) is cut off the file.
+fn read(path: &Path, visit: &mut dyn FnMut(&str), keep: bool) -> std::io::Result<(Vec<Arc<Stored>>, u64)> {
+    use std::io::BufRead as _;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     };
+    let total = file.metadata()?.len();
+    // Line by line: a long journal is never in memory as a whole unless `keep` asks for it.
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
     let mut out = Vec::new();
-    let mut good_len = 0usize;
-    for line in bytes.split_inclusive(|b| *b == b'\n') {
-        if line.last() != Some(&b'\n') {
-            break; // torn write: never acknowledged
+    let mut count = 0u64;
+    let mut good_len = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            break; // end of file, or a torn write: never acknowledged
         }
         let text = match std::str::from_utf8(&line[..line.len() - 1]) {
             Ok(t) => t,
             Err(_) => break,
         };
         let sequence = match serde_json::from_str::<SequenceOnly>(text) {
-            Ok(s) if s.sequence == out.len() as u64 + 1 => s.sequence,
+            Ok(s) if s.sequence == count + 1 => s.sequence,
             _ => break,
         };
-        out.push(Arc::new(Stored { sequence, json: text.into() }));
-        good_len += line.len();
+        visit(text);
+        if keep {
+            out.push(Arc::new(Stored { sequence, json: text.into() }));
+        }
+        count += 1;
+        good_len += line.len() as u64;
     }
-    if good_len < bytes.len() {
-        tracing::warn!(path = %path.display(), kept = out.len(), cut_bytes = bytes.len() - good_len,
+    if good_len < total {
+        tracing::warn!(path = %path.display(), kept = count, cut_bytes = total - good_len,
             "session journal had a torn or bad tail; cut it off");
         let f = std::fs::OpenOptions::new().write(true).open(path)?;
-        f.set_len(good_len as u64)?;
+        f.set_len(good_len)?;
     }
-    Ok(out)
+    Ok((out, count))
 }
 
 #[derive(serde::Deserialize)]
@@ -263,5 +319,23 @@ mod tests {
         let all = j.parsed();
         assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
         assert!(all[5].time.ends_with('Z'));
+    }
+
+    #[tokio::test]
+    async fn a_lazily_opened_journal_reads_its_events_back_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open("s2", dir.path()).await.unwrap();
+        for n in 1..=3 {
+            j.emit(EventSource::Runtime, turn(n), None);
+        }
+        j.flushed().await;
+        drop(j);
+        let j = Journal::open_with("s2", dir.path(), true).await.unwrap();
+        j.close();
+        assert!(j.after(0, 10).is_empty(), "nothing held in memory");
+        assert_eq!(j.last_sequence(), 3);
+        assert!(j.finished());
+        j.ensure_loaded().await.unwrap();
+        assert_eq!(j.after(0, 10).iter().map(|s| s.sequence).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 }

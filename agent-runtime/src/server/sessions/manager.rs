@@ -165,25 +165,25 @@ impl SessionManager {
     }
 
     async fn reopen(&self, meta: Meta, dir: &Path) -> std::io::Result<()> {
-        let journal = Journal::open(&meta.id, dir).await?;
-        let events = journal.parsed();
-        let mut ended = None;
-        let mut turns = 0;
-        let mut open_turn: Option<String> = None;
-        let mut open_requests: BTreeMap<String, bool> = BTreeMap::new();
-        for e in &events {
-            match &e.body {
-                EventData::SessionEnded(s) => ended = Some(s.clone()),
+        // One streaming pass over the file decides the session's state, without holding its events.
+        let path = dir.join(super::journal::EVENTS_FILE);
+        let (ended, turns, open_turn, open_requests) = tokio::task::spawn_blocking(move || {
+            let mut ended = None;
+            let mut turns = 0;
+            let mut open_turn: Option<String> = None;
+            let mut open_requests: BTreeMap<String, bool> = BTreeMap::new();
+            super::journal::scan(&path, &mut |e| match e.body {
+                EventData::SessionEnded(s) => ended = Some(s),
                 EventData::TurnStarted(t) => {
                     turns += 1;
-                    open_turn = Some(t.turn_id.clone());
+                    open_turn = Some(t.turn_id);
                 }
                 EventData::TurnCompleted(_) => open_turn = None,
                 EventData::PermissionRequested(p) => {
-                    open_requests.insert(p.permission_id.clone(), true);
+                    open_requests.insert(p.permission_id, true);
                 }
                 EventData::QuestionRequested(q) => {
-                    open_requests.insert(q.question_id.clone(), false);
+                    open_requests.insert(q.question_id, false);
                 }
                 EventData::PermissionResolved(p) => {
                     open_requests.remove(&p.permission_id);
@@ -192,8 +192,12 @@ impl SessionManager {
                     open_requests.remove(&q.question_id);
                 }
                 _ => {}
-            }
-        }
+            })?;
+            std::io::Result::Ok((ended, turns, open_turn, open_requests))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let journal = Journal::open_with(&meta.id, dir, ended.is_some()).await?;
         let id = meta.id.clone();
         let shared = self.shared_for(&meta, dir, Arc::clone(&journal));
         if ended.is_none() {
@@ -243,6 +247,9 @@ impl SessionManager {
         if ended.is_none() {
             // The agent is started again (resuming its own session) at the next message.
             self.spawn_actor(Arc::clone(&session), None);
+        } else {
+            // Nothing more will come (its events stay on disk until someone asks for them).
+            journal.close();
         }
         self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, session);
         Ok(())

@@ -211,6 +211,7 @@ async fn session_events(
 ) -> ApiResult<Response> {
     let session = state.sessions().get(&id)?;
     let journal = session.journal();
+    journal.ensure_loaded().await.map_err(|e| ApiError::internal(format!("reading the session's journal: {e}")))?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
     let ended = journal.finished();
@@ -258,6 +259,7 @@ async fn session_event_stream(
         None => q.offset.unwrap_or(0),
     };
     let journal = std::sync::Arc::clone(session.journal());
+    journal.ensure_loaded().await.map_err(|e| ApiError::internal(format!("reading the session's journal: {e}")))?;
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
     Ok((headers, axum::body::Body::from_stream(follow(journal, offset))).into_response())
 }
