@@ -228,20 +228,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
 async fn gc_finds_e2b_orphans_with_no_state_row() {
     let Some(fake) = fake().await else { return };
     let p = provider(&fake);
-    use sbx_providers::labels;
-    // One past its ttl, one whose creator (on this host) is gone, one that is alive and well.
-    let mut expired = SandboxSpec::named("expired");
-    expired.labels.insert(labels::EXPIRES_AT.into(), "1".into());
-    let mut child = std::process::Command::new("true").spawn().expect("spawn");
-    let dead_pid = child.id();
-    child.wait().expect("wait");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned();
-    let mut orphan = SandboxSpec::named("orphan");
-    orphan.labels.insert(labels::CREATOR_HOST.into(), host.clone());
-    orphan.labels.insert(labels::CREATOR_PID.into(), dead_pid.to_string());
-    let mut alive = SandboxSpec::named("alive");
-    alive.labels.insert(labels::CREATOR_HOST.into(), host);
-    alive.labels.insert(labels::CREATOR_PID.into(), std::process::id().to_string());
+    let [expired, orphan, alive] = sbx_tests::gc_specs();
     let expired = p.create(&expired).await.expect("create");
     let orphan = p.create(&orphan).await.expect("create");
     let alive = p.create(&alive).await.expect("create");

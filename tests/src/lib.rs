@@ -143,3 +143,22 @@ pub fn docker_available() -> bool {
     }
     ok
 }
+
+/// Specs of three sandboxes for `sbx gc` tests: one past its ttl, one whose creator (a process on
+/// this host) is gone, and one whose creator (this test) is alive. gc must remove the first two only.
+pub fn gc_specs() -> [sbx_providers::SandboxSpec; 3] {
+    use sbx_providers::{labels, SandboxSpec};
+    let mut expired = SandboxSpec::named("expired");
+    expired.labels.insert(labels::EXPIRES_AT.into(), "1".into());
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead_pid = child.id();
+    child.wait().expect("wait");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname").trim().to_owned();
+    let mut orphan = SandboxSpec::named("orphan");
+    orphan.labels.insert(labels::CREATOR_HOST.into(), host.clone());
+    orphan.labels.insert(labels::CREATOR_PID.into(), dead_pid.to_string());
+    let mut alive = SandboxSpec::named("alive");
+    alive.labels.insert(labels::CREATOR_HOST.into(), host);
+    alive.labels.insert(labels::CREATOR_PID.into(), std::process::id().to_string());
+    [expired, orphan, alive]
+}
