@@ -25,17 +25,29 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The port the runtime listens on inside a sandbox unless told otherwise.
 pub const DEFAULT_PORT: u16 = 2468;
 
+/// The SHA-256 of a bearer token, as lowercase hex: what `sbx-agent server --token-sha256` takes, so the
+/// token itself never has to be on the runtime's command line or in its environment (the digest of a
+/// random token does not help anyone find the token).
+#[cfg(feature = "client")]
+pub fn token_sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Environment variables the runtime reads (also used by the host when starting it).
 pub mod server_env {
-    /// The bearer token.
+    /// The bearer token (for people starting the runtime by hand; `sbx` passes only its SHA-256, see
+    /// [`crate::token_sha256_hex`]).
     pub const TOKEN: &str = "SBX_AGENT_TOKEN";
     /// Send logs to stdout instead of files when set to anything but `0`.
     pub const LOG_STDOUT: &str = "SBX_AGENT_LOG_STDOUT";
     /// Log filter (tracing `EnvFilter` syntax).
     pub const LOG: &str = "SBX_AGENT_LOG";
     /// Prefix of variables the runtime hands to agent sessions only (`SBX_AGENT_SESSION_ENV_ANTHROPIC_API_KEY`
-    /// becomes `ANTHROPIC_API_KEY` for agents): how `sbx up --credentials` passes keys in without every
-    /// `sbx exec` seeing them. The runtime takes them out of its own environment at start.
+    /// becomes `ANTHROPIC_API_KEY` for agents), for people starting the runtime by hand. The runtime
+    /// takes them out of its environment at start, but the kernel keeps the start-up environment in
+    /// `/proc/<pid>/environ`, readable by every process of the same user: `sbx` does not use this, it
+    /// pushes the keys over `PUT /v1/runtime/session-env` instead.
     pub const SESSION_ENV_PREFIX: &str = "SBX_AGENT_SESSION_ENV_";
 }
 

@@ -1,10 +1,12 @@
 //! Provider API keys: where they come from, in order — a flag, the provider's usual environment
-//! variables, the OS keyring (`sbx auth login`), then `$XDG_CONFIG_HOME/sbx/config.toml` — and how
-//! they are stored.
+//! variables, what `sbx auth login` stored, then `$XDG_CONFIG_HOME/sbx/config.toml` — and how they
+//! are stored.
 //!
-//! On Linux the keyring is the kernel's keyutils store (the `keyring` crate's `linux-native`
-//! backend), which works on headless machines with no Secret Service; keys live in the user's
-//! persistent keyring and survive logouts for a few days (the kernel's default expiry).
+//! `sbx auth login` writes `$XDG_CONFIG_HOME/sbx/credentials.toml`, mode 0600 in a 0700 directory (as
+//! `gh` does without a keyring): it survives reboots, unlike the kernel keyutils store earlier
+//! versions used (keys there expired after days and vanished at reboot; log in again once). The
+//! desktop Secret Service is not used by this build: where a session bus is present, `login` says
+//! the key went to the file.
 
 use std::path::PathBuf;
 
@@ -12,9 +14,6 @@ use anyhow::Result;
 use sbx_agent::credentials::Secret;
 
 use crate::output::usage;
-
-/// The keyring service name every sbx entry uses.
-const SERVICE: &str = "sbx";
 
 /// One cloud provider's credential needs.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +58,8 @@ pub enum KeySource {
     Flag,
     /// An environment variable.
     Env(String),
-    /// The OS keyring.
-    Keyring,
+    /// The file `sbx auth login` writes.
+    Stored(PathBuf),
     /// The config file.
     ConfigFile(PathBuf),
 }
@@ -70,7 +69,7 @@ impl std::fmt::Display for KeySource {
         match self {
             Self::Flag => f.write_str("flag"),
             Self::Env(v) => write!(f, "env {v}"),
-            Self::Keyring => f.write_str("OS keyring"),
+            Self::Stored(p) => write!(f, "sbx auth login ({})", p.display()),
             Self::ConfigFile(p) => write!(f, "{}", p.display()),
         }
     }
@@ -85,7 +84,8 @@ pub struct ResolvedKey {
     pub source: KeySource,
 }
 
-/// Reads the key of `auth` from (in order) `flag`, the environment, the keyring and the config file.
+/// Reads the key of `auth` from (in order) `flag`, the environment, the file `sbx auth login` writes
+/// and the config file.
 pub fn resolve(auth: &ProviderAuth, flag: Option<&str>) -> Result<Option<ResolvedKey>> {
     if let Some(f) = flag.filter(|f| !f.is_empty()) {
         return Ok(Some(ResolvedKey { key: Secret::new(f), source: KeySource::Flag }));
@@ -105,10 +105,8 @@ pub fn resolve(auth: &ProviderAuth, flag: Option<&str>) -> Result<Option<Resolve
             }
         }
     }
-    match keyring_get(auth.provider) {
-        Ok(Some(k)) => return Ok(Some(ResolvedKey { key: k, source: KeySource::Keyring })),
-        Ok(None) => {}
-        Err(e) => tracing::debug!(provider = auth.provider, error = %e, "keyring not readable; trying the config file"),
+    if let Some(k) = stored_get(auth.provider)? {
+        return Ok(Some(ResolvedKey { key: k, source: KeySource::Stored(credentials_path()) }));
     }
     let path = config_path();
     if let Some(k) = config_key(&path, auth.provider)? {
@@ -133,57 +131,84 @@ pub fn require(auth: &ProviderAuth, flag: Option<&str>) -> Result<ResolvedKey> {
     })
 }
 
-fn entry(provider: &str) -> keyring::Result<keyring::Entry> {
-    ensure_session_keyring();
-    keyring::Entry::new(SERVICE, provider)
+/// Where `sbx auth login` keeps keys: `$XDG_CONFIG_HOME/sbx/credentials.toml` (mode 0600, in a 0700
+/// directory), the way `gh` falls back to a file in its config dir when there is no keyring.
+pub fn credentials_path() -> PathBuf {
+    config_path().with_file_name("credentials.toml")
 }
 
-/// The keyutils backend works through the process's session keyring, which processes started
-/// outside a login session (CI jobs, containers, cron) do not have: make one. The keys themselves
-/// live in the user's persistent keyring, which the backend links into it, so they outlive the process.
-fn ensure_session_keyring() {
-    #[cfg(target_os = "linux")]
-    {
-        use linux_keyutils::{KeyRing, KeyRingIdentifier};
-        if let Err(e) = KeyRing::from_special_id(KeyRingIdentifier::Session, true) {
-            tracing::debug!(error = ?e, "no session keyring and none could be made");
-        }
+/// Whether a desktop session bus is around (where a Secret Service usually lives). This build does not
+/// talk to the Secret Service (its client needs a D-Bus stack this build leaves out), so `sbx auth
+/// login` says so there and uses the file.
+pub fn desktop_session_bus() -> bool {
+    std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
+}
+
+/// The key stored by `sbx auth login`, if any.
+pub fn stored_get(provider: &str) -> Result<Option<Secret>> {
+    config_key(&credentials_path(), provider)
+}
+
+/// Stores a key (replacing the provider's old one), readable only by this user.
+pub fn stored_set(provider: &str, key: &Secret) -> Result<PathBuf> {
+    let path = credentials_path();
+    let mut doc = read_table(&path)?.unwrap_or_default();
+    let providers = doc.entry("providers").or_insert_with(|| toml::Value::Table(Default::default()));
+    let Some(providers) = providers.as_table_mut() else {
+        return Err(usage(format!("{}: `providers` is not a table", path.display())));
+    };
+    let mut entry = toml::Table::new();
+    entry.insert("api_key".into(), toml::Value::String(key.expose().to_owned()));
+    providers.insert(provider.into(), toml::Value::Table(entry));
+    write_private(&path, doc.to_string().as_bytes())?;
+    Ok(path)
+}
+
+/// Removes a stored key; `false` when there was none.
+pub fn stored_delete(provider: &str) -> Result<bool> {
+    let path = credentials_path();
+    let Some(mut doc) = read_table(&path)? else { return Ok(false) };
+    let removed = doc.get_mut("providers").and_then(|p| p.as_table_mut()).and_then(|p| p.remove(provider)).is_some();
+    if removed {
+        write_private(&path, doc.to_string().as_bytes())?;
     }
+    Ok(removed)
 }
 
-/// The key stored in the keyring, if any.
-pub fn keyring_get(provider: &str) -> Result<Option<Secret>, KeyringError> {
-    match entry(provider).and_then(|e| e.get_password()) {
-        Ok(v) => Ok(Some(Secret::new(v))),
-        Err(keyring::Error::NoEntry) => Ok(None),
-        Err(e) => Err(KeyringError(e.to_string())),
-    }
+fn read_table(path: &PathBuf) -> Result<Option<toml::Table>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(usage(format!("{}: {e}", path.display()))),
+    };
+    text.parse().map(Some).map_err(|e| usage(format!("{}: not valid TOML: {e}", path.display())))
 }
 
-/// Stores a key in the keyring.
-pub fn keyring_set(provider: &str, key: &Secret) -> Result<(), KeyringError> {
-    entry(provider).and_then(|e| e.set_password(key.expose())).map_err(|e| KeyringError(e.to_string()))
+/// Writes `bytes` to `path` atomically, created with mode 0600 (never readable by others, not even
+/// for a moment), in a directory made with mode 0700.
+fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let dir = path.parent().expect("credentials path has a parent");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        // The umask cannot widen 0600, but a pre-existing ACL default could: set it outright.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("writing {}: {e}", path.display())
+    })
 }
-
-/// Removes a key from the keyring; `false` when there was none.
-pub fn keyring_delete(provider: &str) -> Result<bool, KeyringError> {
-    match entry(provider).and_then(|e| e.delete_credential()) {
-        Ok(()) => Ok(true),
-        Err(keyring::Error::NoEntry) => Ok(false),
-        Err(e) => Err(KeyringError(e.to_string())),
-    }
-}
-
-/// The OS keyring could not be used.
-#[derive(Debug)]
-pub struct KeyringError(String);
-
-impl std::fmt::Display for KeyringError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the OS keyring is not usable here ({}); use the provider's environment variables or the config file instead", self.0)
-    }
-}
-impl std::error::Error for KeyringError {}
 
 /// `$XDG_CONFIG_HOME/sbx/config.toml` (or `~/.config/sbx/config.toml`).
 pub fn config_path() -> PathBuf {

@@ -88,7 +88,7 @@ pub enum Command {
     Agent(commands::agent::AgentArgs),
     /// LLM credentials on this machine: list them (masked) or print them as shell assignments.
     Credentials(commands::credentials::CredentialsArgs),
-    /// Cloud provider API keys in the OS keyring: login, logout, status.
+    /// Cloud provider API keys (stored in a file only you can read): login, logout, status.
     Auth(commands::auth::AuthArgs),
     /// Run many tasks, each in its own sandbox with an agent, from an sbx.yaml (for CI).
     Run(crate::run::RunArgs),

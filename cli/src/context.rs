@@ -50,6 +50,7 @@ impl Ctx {
         let client = handle.client()?;
         let (answers, ()) = tokio::join!(sbx_providers::bootstrap::answers(&client), keep_alive(rec));
         if answers {
+            crate::session_env::restore(&client, rec).await?;
             return Ok(client);
         }
         let provider = provider(&rec.provider).await?;
@@ -62,19 +63,17 @@ impl Ctx {
                 self.state.set_ready(&rec.name, &handle.endpoint, &handle.token, &recorded_layout)?;
                 let client = handle.client()?;
                 if sbx_providers::bootstrap::answers(&client).await {
+                    crate::session_env::restore(&client, rec).await?;
                     return Ok(client);
                 }
             }
         }
-        let mut layout = recorded_layout;
-        // A restarted runtime gets the credentials the user named at `sbx up`, read from this machine again.
-        if let Some(names) = rec.labels.get(sbx_providers::labels::CREDENTIALS) {
-            let names: Vec<String> = names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect();
-            layout.env.extend(crate::commands::up::credential_env(&names)?);
-        }
-        sbx_providers::bootstrap::restart(provider.as_ref(), &rec.id, &handle, &layout)
+        let client = sbx_providers::bootstrap::restart(provider.as_ref(), &rec.id, &handle, &recorded_layout)
             .await
-            .with_context(|| format!("sandbox `{}`", rec.name))
+            .with_context(|| format!("sandbox `{}`", rec.name))?;
+        // A restarted runtime gets the credentials the user named at `sbx up`, read from this machine again.
+        crate::session_env::push(&client, rec).await?;
+        Ok(client)
     }
 }
 

@@ -7,6 +7,7 @@ mod context;
 mod output;
 mod redact;
 mod run;
+mod session_env;
 mod state;
 
 use clap::Parser;

@@ -208,6 +208,8 @@ pub async fn install(provider: &dyn Provider, id: &str, runtime_binary: &Path, l
 }
 
 /// Starts the runtime as a background daemon (`sbx-agent daemon start`, which reuses a healthy one).
+/// It gets only the SHA-256 of `token` (`--token-sha256`); `layout.env` must hold no secret (secrets
+/// go over the API afterwards: [`push_session_env`]).
 pub async fn start(provider: &dyn Provider, id: &str, layout: &RuntimeLayout, token: &str) -> Result<()> {
     let mut argv = vec![layout.binary_path.clone(), "daemon".into(), "start".into()];
     argv.extend(["--host".into(), layout.listen_host.clone(), "--port".into(), layout.port.to_string()]);
@@ -217,7 +219,10 @@ pub async fn start(provider: &dyn Provider, id: &str, layout: &RuntimeLayout, to
     if let Some(sock) = &layout.unix_socket {
         argv.extend(["--unix".into(), sock.clone()]);
     }
-    let mut spec = ExecSpec::new(argv).env(sbx_agent::server_env::TOKEN, token);
+    // Only the token's SHA-256 goes on the command line: the token itself is in no file, argument or
+    // environment inside the sandbox (every process of the user could read those).
+    argv.extend(["--token-sha256".into(), sbx_agent::token_sha256_hex(token)]);
+    let mut spec = ExecSpec::new(argv);
     for (k, v) in &layout.env {
         spec.env.insert(k.clone(), v.clone());
     }
@@ -231,6 +236,19 @@ pub async fn start(provider: &dyn Provider, id: &str, layout: &RuntimeLayout, to
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
+    Ok(())
+}
+
+/// Hands the agent-session secrets (the `sbx up --credentials` keys, unprefixed names such as
+/// `ANTHROPIC_API_KEY`) to a runtime that answers, over its authenticated API
+/// (`PUT /v1/runtime/session-env`). The runtime keeps them in memory only, so call this after every
+/// start, restart included. An empty `env` sends nothing.
+pub async fn push_session_env(client: &Client, env: &[(String, String)]) -> Result<()> {
+    if env.is_empty() {
+        return Ok(());
+    }
+    let map = env.iter().cloned().collect();
+    client.set_session_env(map).await.map_err(|e| Error::Runtime(format!("handing the session credentials over: {e}")))?;
     Ok(())
 }
 

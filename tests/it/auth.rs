@@ -128,6 +128,7 @@ async fn openapi_document_is_valid_and_complete() {
         "/v1/processes/{id}/logs",
         "/v1/processes/config",
         "/v1/pty",
+        "/v1/runtime/session-env",
     ] {
         assert!(paths.iter().any(|p| p.as_str() == needed), "{needed} missing from OpenAPI: {paths:?}");
     }
@@ -149,4 +150,85 @@ async fn unix_socket_listener_serves_the_same_api() {
     let err = bad.openapi().await.unwrap_err();
     assert_eq!(err.problem_kind(), Some(ProblemKind::Unauthorized));
     rt.server.shutdown().await;
+}
+
+/// The runtime binary started the way `sbx` starts it: with only the SHA-256 of its token on the
+/// command line. The token works, a wrong one does not, and neither the token nor the session
+/// credentials pushed over `PUT /v1/runtime/session-env` are in its command line or environment.
+#[tokio::test]
+async fn a_runtime_started_with_the_token_sha256_takes_the_token_and_holds_secrets_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let token = sbx_tests::random_token();
+    let digest = sbx_agent::token_sha256_hex(&token);
+    let mut child = tokio::process::Command::new(sbx_tests::bin("sbx-agent"))
+        .args(["server", "--unix", sock.to_str().unwrap(), "--unix-only", "--token-sha256", &digest])
+        .env_remove(sbx_agent::server_env::TOKEN)
+        .env("SBX_AGENT_STATE_DIR", dir.path().join("state"))
+        .env("SBX_AGENT_LOG_STDOUT", "1")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = sbx_agent::client::Client::unix(&sock, Some(token.clone())).unwrap();
+    let up = sbx_tests::wait_for(std::time::Duration::from_secs(10), || async { client.health().await.is_ok() }).await;
+    assert!(up, "the runtime did not answer");
+    assert!(client.openapi().await.is_ok(), "the token whose SHA-256 it was given is accepted");
+    let bad = sbx_agent::client::Client::unix(&sock, Some(digest.clone())).unwrap();
+    assert_eq!(bad.openapi().await.unwrap_err().problem_kind(), Some(ProblemKind::Unauthorized), "the digest itself is no token");
+
+    let secret = format!("sk-ant-api03-{}", sbx_tests::random_token());
+    let env = std::collections::BTreeMap::from([("ANTHROPIC_API_KEY".to_owned(), secret.clone())]);
+    assert_eq!(client.session_env_names().await.unwrap().names, Vec::<String>::new());
+    assert_eq!(client.set_session_env(env).await.unwrap().names, ["ANTHROPIC_API_KEY"]);
+    assert_eq!(client.session_env_names().await.unwrap().names, ["ANTHROPIC_API_KEY"], "names only, never values");
+    let refused = sbx_agent::client::Client::unix(&sock, None).unwrap().session_env_names().await.unwrap_err();
+    assert_eq!(refused.problem_kind(), Some(ProblemKind::Unauthorized));
+
+    let pid = child.id().unwrap();
+    for file in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        let seen = String::from_utf8_lossy(&bytes);
+        assert!(!seen.contains(&token) && !seen.contains(&secret), "a secret in the runtime's /proc/{pid}/{file}");
+    }
+    child.kill().await.unwrap();
+}
+
+/// CORS with any origin and credentials (which browsers refuse, and which made the server panic at
+/// start) is refused when the flags are read, saying what to set instead; in-process too.
+#[tokio::test]
+async fn cors_any_origin_with_credentials_is_refused_with_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    for sub in [&["server"][..], &["daemon", "start"][..]] {
+        let out = std::process::Command::new(sbx_tests::bin("sbx-agent"))
+            .args(sub)
+            .args(["--unix", sock.to_str().unwrap(), "--unix-only", "--no-token", "--cors-allow-origin", "*", "--cors-allow-credentials"])
+            .env("SBX_AGENT_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--cors-allow-origin '*'") && err.contains("--cors-allow-origin https://"), "{sub:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let mut config = sbx_agent::server::ServerConfig::loopback(None);
+    config.cors.allow_origins = vec!["*".into()];
+    config.cors.allow_credentials = true;
+    let err = sbx_agent::server::start(config).await.err().expect("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    // Listed origins with credentials are fine.
+    let rt = TestRuntime::start_with(|c| {
+        c.cors.allow_origins = vec!["https://app.example.com".into()];
+        c.cors.allow_credentials = true;
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/health", rt.url()))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("access-control-allow-credentials").and_then(|v| v.to_str().ok()), Some("true"));
+    rt.stop().await;
 }

@@ -1,5 +1,5 @@
 //! Credentials through the binaries: `sbx credentials` and `sbx-agent credentials` (masking,
-//! `--reveal`, a shell round trip of `env --export`), `sbx auth` with the kernel keyring, deliberate
+//! `--reveal`, a shell round trip of `env --export`), `sbx auth` with its private file, deliberate
 //! injection with `sbx up --credentials`, and nothing crossing into a sandbox unless named, with no
 //! secret in any log or output even at `RUST_LOG=trace`.
 
@@ -85,17 +85,35 @@ fn env_export_survives_a_shell_round_trip() {
 }
 
 #[test]
-fn auth_keyring_round_trip_and_precedence() {
+fn auth_login_stores_a_private_file_and_status_says_which_store() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    // `vercel` is used by no other test, so parallel tests don't share its keyring entry.
     let secret = format!("vercel-token-{}", sbx_tests::random_token());
-    let mut login = cmd(&bin("sbx"), h, &["auth", "login", "vercel"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // `--with-token` reads the key from stdin.
+    let mut login = cmd(&bin("sbx"), h, &["auth", "login", "vercel", "--with-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write as _;
-    login.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
+    login.stdin.take().unwrap().write_all(format!("{secret}\n").as_bytes()).unwrap();
     let out = login.wait_with_output().unwrap();
     assert!(out.status.success(), "login: {}", text(&out.stderr));
     assert!(!text(&out.stderr).contains(&secret) && !text(&out.stdout).contains(&secret));
+    // A file only this user can read, in a directory only this user can enter; it survives a reboot
+    // (the kernel keyring, used before, did not).
+    let file = h.join("config/sbx/credentials.toml");
+    let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&h.join("config/sbx")), 0o700);
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&secret));
+    // A second provider keeps the first.
+    let mut login = cmd(&bin("sbx"), h, &["auth", "login", "e2b", "--with-token"]).stdin(Stdio::piped()).spawn().unwrap();
+    login.stdin.take().unwrap().write_all(b"e2b_0123456789abcdef0123456789").unwrap();
+    assert!(login.wait().unwrap().success());
+    assert_eq!(mode(&file), 0o600);
+
     let status = |extra: &[(&str, &str)]| -> serde_json::Value {
         let mut c = cmd(&bin("sbx"), h, &["auth", "status", "--json"]);
         for (k, v) in extra {
@@ -106,21 +124,27 @@ fn auth_keyring_round_trip_and_precedence() {
         serde_json::from_str::<serde_json::Value>(&s).unwrap().as_array().unwrap().iter().find(|r| r["provider"] == "vercel").unwrap().clone()
     };
     let row = status(&[]);
-    assert_eq!((row["found"].as_bool(), row["source"].as_str()), (Some(true), Some("OS keyring")));
-    // The environment wins over the keyring.
+    assert_eq!((row["found"].as_bool(), row["store"].as_str()), (Some(true), Some("file")));
+    // The environment wins over the stored key.
     let row = status(&[("VERCEL_TOKEN", "from-env-token-1234567890")]);
-    assert_eq!(row["source"], "env VERCEL_TOKEN");
+    assert_eq!((row["store"].as_str(), row["source"].as_str()), (Some("env"), Some("env VERCEL_TOKEN")));
     ok(cmd(&bin("sbx"), h, &["auth", "logout", "vercel"]).output().unwrap(), "logout");
     assert_eq!(status(&[])["found"], false);
+    assert_eq!(mode(&file), 0o600);
+    // What a person reads: every provider, the key masked, which store holds it.
+    let human = ok(cmd(&bin("sbx"), h, &["auth", "status"]).output().unwrap(), "status");
+    insta::assert_snapshot!("auth_status", human.replace(&h.display().to_string(), "[HOME]"));
     // Then the config file.
     write(h, "config/sbx/config.toml", "[providers.vercel]\napi_key = \"from-config-file-123456\"\n");
-    assert!(status(&[])["source"].as_str().unwrap().ends_with("config.toml"));
+    let row = status(&[]);
+    assert_eq!(row["store"], "config");
+    assert!(row["source"].as_str().unwrap().ends_with("config.toml"));
     // A provider command without any key says how to give one.
     std::fs::remove_file(h.join("config/sbx/config.toml")).unwrap();
-    let out = cmd(&bin("sbx"), h, &["up", "--provider", "e2b", "--name", "x"]).output().unwrap();
+    let out = cmd(&bin("sbx"), h, &["up", "--provider", "daytona", "--name", "x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("E2B_API_KEY") && err.contains("sbx auth login e2b"), "{err}");
+    assert!(err.contains("DAYTONA_API_KEY") && err.contains("sbx auth login daytona"), "{err}");
 }
 
 /// Nothing crosses into a sandbox unless named: a plain `sbx up` with keys on the host leaves no

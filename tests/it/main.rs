@@ -13,4 +13,5 @@ mod fs;
 mod processes;
 mod pty;
 mod run;
+mod secrets;
 mod sessions;

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod process;
 pub mod runtime_log;
 pub mod session;
+pub mod session_env;
 
 /// `GET /v1/health`: the one route that needs no token.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]

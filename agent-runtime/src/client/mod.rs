@@ -21,6 +21,7 @@ mod process;
 pub use process::{FollowOptions, LogEvent, LogFollow, PtyEvent, PtyOptions, PtyReader, PtySession, PtyWriter};
 mod runtime_log;
 mod session;
+mod session_env;
 pub use session::EventFollow;
 pub mod sse;
 

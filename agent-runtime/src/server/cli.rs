@@ -16,7 +16,7 @@ use crate::server_env::{LOG as ENV_LOG, LOG_STDOUT as ENV_LOG_STDOUT, TOKEN as E
     name = "sbx-agent",
     version = concat!(env!("CARGO_PKG_VERSION"), " (the in-sandbox runtime of sbx, the coding-agent sandbox CLI)"),
     about = "The sbx in-sandbox runtime: an HTTP API for files, processes, terminals and agent sessions.",
-    after_help = "Examples:\n  SBX_AGENT_TOKEN=secret sbx-agent server --port 2468\n  sbx-agent server --no-token --root /workspace      # loopback only\n  sbx-agent daemon start --token secret && sbx-agent daemon status"
+    after_help = "Examples:\n  SBX_AGENT_TOKEN=secret sbx-agent server --port 2468\n  sbx-agent server --no-token --root /workspace      # loopback only\n  sbx-agent daemon start --token-sha256 $(printf %s \"$TOKEN\" | sha256sum | cut -c1-64) && sbx-agent daemon status"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -124,8 +124,13 @@ pub struct ServerArgs {
     /// Bearer token every route but /v1/health requires. Prefer the env var: flags show up in `ps`.
     #[arg(long, env = ENV_TOKEN, hide_env_values = true)]
     pub token: Option<String>,
+    /// Instead of the token: its SHA-256 (64 hex digits). Requests pass when the SHA-256 of their bearer
+    /// token matches, so the token itself is on no command line and in no environment (this is how
+    /// `sbx` starts the runtime).
+    #[arg(long, value_name = "HEX")]
+    pub token_sha256: Option<String>,
     /// Serve without a token. Only allowed on a loopback address unless --allow-insecure-remote.
-    #[arg(long, conflicts_with = "token")]
+    #[arg(long, conflicts_with_all = ["token", "token_sha256"])]
     pub no_token: bool,
     /// Together with --no-token on a non-loopback address: yes, anyone who can reach it may use it.
     #[arg(long, requires = "no_token")]
@@ -179,11 +184,23 @@ impl ServerArgs {
     /// Checks the flags and turns them into a [`ServerConfig`].
     pub fn to_config(&self) -> Result<ServerConfig, String> {
         let token = self.token.clone().filter(|t| !t.is_empty());
-        if token.is_none() && !self.no_token {
+        let token_sha256 = self.token_sha256.as_deref().map(parse_sha256).transpose()?;
+        if token.is_some() && token_sha256.is_some() {
+            return Err(format!("both a token ({ENV_TOKEN} or --token) and --token-sha256 given: give one"));
+        }
+        if token.is_none() && token_sha256.is_none() && !self.no_token {
             return Err(format!(
-                "no token: set {ENV_TOKEN} (or --token), or pass --no-token to serve without auth on loopback"
+                "no token: pass --token-sha256 (the SHA-256 of the token clients will send), set {ENV_TOKEN} \
+                 (or --token), or pass --no-token to serve without auth on loopback"
             ));
         }
+        let cors = CorsConfig {
+            allow_origins: self.cors_allow_origin.clone(),
+            allow_methods: self.cors_allow_method.clone(),
+            allow_headers: self.cors_allow_header.clone(),
+            allow_credentials: self.cors_allow_credentials,
+        };
+        cors.validate()?;
         if self.no_token && !self.unix_only && !self.host.is_loopback() && !self.allow_insecure_remote {
             return Err(format!(
                 "refusing --no-token on {}: anyone who can reach it could run commands. Use a token, \
@@ -216,13 +233,9 @@ impl ServerArgs {
             addr: (!self.unix_only).then(|| SocketAddr::new(self.host, self.port)),
             unix_socket: self.unix.clone(),
             token,
+            token_sha256,
             root: self.root.clone(),
-            cors: CorsConfig {
-                allow_origins: self.cors_allow_origin.clone(),
-                allow_methods: self.cors_allow_method.clone(),
-                allow_headers: self.cors_allow_header.clone(),
-                allow_credentials: self.cors_allow_credentials,
-            },
+            cors,
             limits,
             log_file: (!log_to_stdout()).then(|| self.log_dir.clone().unwrap_or_else(default_log_dir).join(LOG_FILE)),
             state_dir: Some(self.state_dir.clone().unwrap_or_else(state_dir)),
@@ -230,6 +243,20 @@ impl ServerArgs {
             session_env: Default::default(),
         })
     }
+}
+
+/// Parses `--token-sha256`: 64 hex digits.
+fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
+    let hex = hex.trim();
+    let bad = || format!("--token-sha256 `{hex}`: expected the SHA-256 of the token as 64 hex digits");
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 /// The runtime's log file name inside the log directory.
@@ -296,7 +323,7 @@ pub fn main() -> ExitCode {
                 }
             };
             let _guard = init_logging(args.log_dir.as_ref(), LOG_FILE);
-            tracing::info!(version = crate::VERSION, addr = ?config.addr, unix = ?config.unix_socket, root = ?config.root, auth = config.token.is_some(), "starting");
+            tracing::info!(version = crate::VERSION, addr = ?config.addr, unix = ?config.unix_socket, root = ?config.root, auth = config.token.is_some() || config.token_sha256.is_some(), "starting");
             match runtime().block_on(super::serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

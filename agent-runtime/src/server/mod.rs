@@ -25,6 +25,7 @@ pub mod fs;
 pub mod processes;
 pub mod pty;
 mod runtime_log;
+mod session_env;
 pub mod sessions;
 
 pub use error::{ApiError, ApiJson, ApiQuery, ApiResult};
@@ -42,6 +43,33 @@ pub struct CorsConfig {
     pub allow_credentials: bool,
 }
 
+impl CorsConfig {
+    /// Refuses what browsers (and the CORS layer) refuse: credentials together with a wildcard origin,
+    /// method or header. Checked when the config is read, so a bad flag is an error that says what to
+    /// set instead of a panic at start.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.allow_credentials {
+            return Ok(());
+        }
+        let star = |v: &[String]| v.iter().any(|o| o.trim() == "*");
+        if star(&self.allow_origins) {
+            return Err("--cors-allow-origin '*' cannot be combined with --cors-allow-credentials (browsers refuse \
+                 credentials for any origin): list the origins you trust, e.g. --cors-allow-origin \
+                 https://app.example.com, or drop --cors-allow-credentials"
+                .into());
+        }
+        for (what, flag) in [(&self.allow_methods, "--cors-allow-method"), (&self.allow_headers, "--cors-allow-header")] {
+            if star(what) {
+                return Err(format!(
+                    "{flag} '*' cannot be combined with --cors-allow-credentials: list them one by one, or drop \
+                     --cors-allow-credentials"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -49,8 +77,12 @@ pub struct ServerConfig {
     pub addr: Option<SocketAddr>,
     /// Also listen on this Unix socket.
     pub unix_socket: Option<PathBuf>,
-    /// The bearer token every route but health requires; `None` means no auth (loopback dev only).
+    /// The bearer token every route but health requires; `None` (and no `token_sha256`) means no auth
+    /// (loopback dev only).
     pub token: Option<String>,
+    /// Instead of the token: its SHA-256. A request passes when the SHA-256 of its bearer token equals
+    /// this (compared in constant time), so the runtime needs no secret to start.
+    pub token_sha256: Option<[u8; 32]>,
     /// Confine every file path to this directory.
     pub root: Option<PathBuf>,
     /// CORS.
@@ -77,6 +109,7 @@ impl ServerConfig {
             addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             unix_socket: None,
             token,
+            token_sha256: None,
             root: None,
             cors: CorsConfig::default(),
             limits: Default::default(),
@@ -175,6 +208,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(processes::router())
         .merge(pty::router())
         .merge(runtime_log::router())
+        .merge(session_env::router())
         .merge(sessions::router())
 }
 
@@ -317,6 +351,7 @@ impl RunningServer {
 
 /// Binds the listeners and starts serving in the background.
 pub async fn start(config: ServerConfig) -> std::io::Result<RunningServer> {
+    config.cors.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let state = AppState::new(config.clone())?;
     let recovered = state.sessions().recover().await?;
     if recovered > 0 {

@@ -26,7 +26,7 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
     if let Command::Completions(a) = &cmd {
         return completions::run(a);
     }
-    // These read only this machine's files and keyring: no state needed.
+    // These read only this machine's files: no state needed.
     let cmd = match cmd {
         Command::Credentials(a) => return credentials::run(&out, a),
         Command::Config(a) => return crate::run::config_command(&out, a),

@@ -284,8 +284,8 @@ pub async fn create_named(ctx: &Ctx, provider_name: &str, name: &str, run_id: &s
     Ok(())
 }
 
-/// The runtime variables that hand `agents`' credentials to agent sessions (see
-/// [`sbx_agent::server_env::SESSION_ENV_PREFIX`]); an error names an agent with none.
+/// The variables that hand `agents`' credentials to agent sessions (`ANTHROPIC_API_KEY`, …), pushed to
+/// the runtime with [`bootstrap::push_session_env`]; an error names an agent with none.
 pub fn credential_env(agents: &[String]) -> Result<Vec<(String, String)>> {
     if agents.is_empty() {
         return Ok(Vec::new());
@@ -295,7 +295,7 @@ pub fn credential_env(agents: &[String]) -> Result<Vec<(String, String)>> {
         .into_iter()
         .map(|(var, value)| {
             crate::redact::register(value.expose());
-            (format!("{}{var}", sbx_agent::server_env::SESSION_ENV_PREFIX), value.expose().to_owned())
+            (var.to_string(), value.expose().to_owned())
         })
         .collect())
 }
@@ -404,10 +404,7 @@ async fn boot(
         let _ = provider.exec(id, &sbx_providers::ExecSpec::new(argv)).await;
     }
     let step = out.step("starting the runtime");
-    // Credentials go to the runtime's start only; the layout kept in the host state never holds them.
-    let mut start_layout = layout.clone();
-    start_layout.env.extend(session_env.iter().cloned());
-    if let Err(e) = bootstrap::start(provider, id, &start_layout, &token).await {
+    if let Err(e) = bootstrap::start(provider, id, &layout, &token).await {
         step.fail();
         return Err(e.into());
     }
@@ -420,6 +417,8 @@ async fn boot(
         step.fail();
         return Err(e.into());
     }
+    // Credentials go over the authenticated API only, never into the runtime's start.
+    bootstrap::push_session_env(&handle.client()?, session_env).await?;
     step.done();
     ctx.state.set_ready(name, &handle.endpoint, &handle.token, &layout)?;
     Ok(())

@@ -30,6 +30,8 @@
 //! - `exec`: `POST {toolbox}/{id}/process/execute`. That endpoint returns one combined output string,
 //!   so the command is wrapped in `sh -c` with stdout and stderr sent to temporary files that come back
 //!   base64-encoded (byte-exact, kept apart). Needs `sh`, `mktemp`, `base64` and `env` in the image.
+//!   The wrapper script itself travels base64-encoded in one quoted word, so it works whether the
+//!   daemon runs the command through a shell or splits it into arguments itself.
 //! - `upload`: the tar stream goes as one file through `POST …/files/bulk-upload` (multipart, streamed,
 //!   not retried: a stream cannot be replayed) to `/tmp`, then `tar -x` unpacks it under `dest`.
 //! - `endpoint(port)`: the preview link (`GET /sandbox/{id}/ports/{port}/preview-url`) with its
@@ -38,9 +40,11 @@
 //! # Pause is stop
 //!
 //! `pause` stops the sandbox (disk kept, processes gone, billing for compute stops); `resume` starts it
-//! and starts the runtime again: when `exec` runs `sbx-agent daemon start`, the command (with its
-//! token) is also written to `~/.cache/sbx/daytona-autostart.sh` (mode 0700) in the sandbox, and
-//! `resume` runs that file. `archive` moves a stopped sandbox to object storage (slower start).
+//! and starts the runtime again: when `exec` runs `sbx-agent daemon start`, the command is also written
+//! to `~/.cache/sbx/daytona-autostart.sh` (mode 0700) in the sandbox, and `resume` runs that file. It
+//! holds no secret (the runtime gets only its token's SHA-256; the host sends the session credentials
+//! over the runtime's API when it next connects). `archive` moves a stopped sandbox to object storage
+//! (slower start).
 //!
 //! # Failures
 //!
@@ -484,7 +488,8 @@ fn exec_script(cmd: &ExecSpec) -> String {
     let mut script = String::new();
     let is_daemon_start = cmd.argv.get(1).map(String::as_str) == Some("daemon") && cmd.argv.get(2).map(String::as_str) == Some("start");
     if is_daemon_start {
-        // Kept for `resume` (see the module docs).
+        // Kept for `resume` (see the module docs). It holds no secret: the bootstrap passes only the
+        // SHA-256 of the runtime's token, and the session credentials go over the runtime's API.
         let file = format!("#!/bin/sh\n({inner}) >/dev/null 2>&1 </dev/null\n");
         let b64 = base64::engine::general_purpose::STANDARD.encode(file);
         script.push_str(&format!(
@@ -495,7 +500,16 @@ fn exec_script(cmd: &ExecSpec) -> String {
         "o=$(mktemp) && e=$(mktemp) || exit 125\n({inner}) >\"$o\" 2>\"$e\" </dev/null\nc=$?\n\
          base64 -w0 \"$o\"; echo; base64 -w0 \"$e\"; echo\nrm -f \"$o\" \"$e\"\nexit $c\n"
     ));
-    format!("sh -c {}", sh_quote(&script))
+    sh_command(&script)
+}
+
+/// The `process/execute` command that runs `script` with `sh`. The daemon may hand the command to a
+/// shell, or split it into arguments itself (on spaces, with `'`/`"` grouping and no backslash escapes)
+/// and run those without one: so the script travels base64-encoded (no space, quote or backslash) in
+/// one single-quoted word, which both ways read alike.
+fn sh_command(script: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(script);
+    format!("sh -c 'eval \"$(printf %s {b64} | base64 -d)\"'")
 }
 
 /// Splits the two base64 lines [`exec_script`] prints.
@@ -639,7 +653,7 @@ impl Provider for DaytonaProvider {
             d = sh_quote(dest),
             t = sh_quote(&tmp)
         );
-        let (code, out) = self.execute(id, &format!("sh -c {}", sh_quote(&script)), EXEC_TIMEOUT).await?;
+        let (code, out) = self.execute(id, &sh_command(&script), EXEC_TIMEOUT).await?;
         if code != 0 {
             return Err(Error::Provider { provider: NAME, message: format!("unpacking into {dest} failed (exit {code}): {}", out.trim()) });
         }
@@ -676,7 +690,7 @@ impl Provider for DaytonaProvider {
         self.http.send("start", id, || self.http.api(Method::POST, &path).timeout(STATE_TIMEOUT)).await?;
         self.wait_state(id, "started").await?;
         let again = format!("f=\"$HOME/{AUTOSTART_FILE}\"; if [ -x \"$f\" ]; then \"$f\"; fi");
-        let (code, out) = self.execute(id, &format!("sh -c {}", sh_quote(&again)), Duration::from_secs(60)).await?;
+        let (code, out) = self.execute(id, &sh_command(&again), Duration::from_secs(60)).await?;
         if code != 0 {
             tracing::warn!(sandbox = id, code, output = out.trim(), "daytona: restarting the runtime after resume failed");
         }
@@ -716,6 +730,9 @@ mod tests {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         let s = exec_script(&ExecSpec::new(["echo", "a b"]).env("K", "v'1"));
         assert!(s.starts_with("sh -c '"), "{s}");
+        // One single-quoted word with nothing a splitting daemon could cut or unescape differently.
+        let word = s.strip_prefix("sh -c '").and_then(|w| w.strip_suffix('\'')).unwrap();
+        assert!(!word.contains(['\'', '\\', '\n']), "{word}");
     }
 
     #[test]

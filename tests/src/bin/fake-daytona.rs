@@ -1,6 +1,7 @@
 //! The fake Daytona as a process (for the Python oracle): prints `DAYTONA_API_URL=…` and
 //! `DAYTONA_API_KEY=…` on stdout, then serves until killed. Env: `SBX_BASE_IMAGE` (the sandboxes'
-//! image), `FAKE_DAYTONA_API_KEY` (the key it accepts; random otherwise).
+//! image), `FAKE_DAYTONA_API_KEY` (the key it accepts; random otherwise), `FAKE_DAYTONA_SPLIT_COMMANDS=1` (run
+//! commands split into arguments, without a shell).
 
 use sbx_tests::fakes::daytona::{FakeConfig, FakeDaytona};
 
@@ -10,6 +11,7 @@ async fn main() {
     if let Ok(key) = std::env::var("FAKE_DAYTONA_API_KEY") {
         config.api_key = key;
     }
+    config.split_commands = std::env::var("FAKE_DAYTONA_SPLIT_COMMANDS").is_ok_and(|v| v == "1");
     let fake = FakeDaytona::start_with(config).await;
     println!("DAYTONA_API_URL={}", fake.api_url());
     println!("DAYTONA_API_KEY={}", fake.api_key());

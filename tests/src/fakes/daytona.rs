@@ -15,8 +15,9 @@
 //!   `POST …/stop`, `POST …/start`, `POST …/archive` (409 unless stopped), `DELETE …`,
 //!   `POST …/autostop|autoarchive|autodelete/{minutes}`, `GET …/toolbox-proxy-url`,
 //!   `GET …/ports/{port}/preview-url`.
-//! - Toolbox: `POST /process/execute` (`sh -c`, stderr folded into `result` like the real daemon's
-//!   combined output), `POST /files/bulk-upload`, `POST /files/bulk-download`, `GET /files/download`,
+//! - Toolbox: `POST /process/execute` (`sh -c`, or with [`FakeConfig::split_commands`] split into
+//!   arguments without a shell as the daemon's own parser does; stderr folded into `result` like the
+//!   real daemon's combined output), `POST /files/bulk-upload`, `POST /files/bulk-download`, `GET /files/download`,
 //!   `GET /user-home-dir`, `GET /work-dir`. On a sandbox that is not started it answers 400
 //!   "failed to resolve container IP" as the real proxy does.
 //! - Preview links: each (sandbox, port) gets its own loopback listener that checks
@@ -64,6 +65,11 @@ pub struct FakeConfig {
     pub api_key: String,
     /// Where to listen.
     pub bind: SocketAddr,
+    /// How `POST /process/execute` runs `command`: `false` through `sh -c` (what the docs describe),
+    /// `true` split into arguments the way the daemon's own parser does (spaces separate, `'` or `"`
+    /// group, no backslash escapes, no shell) and run directly. Env `FAKE_DAYTONA_SPLIT_COMMANDS=1`
+    /// sets it for the fake's binary.
+    pub split_commands: bool,
 }
 
 impl Default for FakeConfig {
@@ -72,6 +78,7 @@ impl Default for FakeConfig {
             image: std::env::var("SBX_BASE_IMAGE").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "sbx-base:latest".into()),
             api_key: format!("fake-daytona-{}", crate::random_token()),
             bind: ([127, 0, 0, 1], 0).into(),
+            split_commands: false,
         }
     }
 }
@@ -714,8 +721,18 @@ async fn execute(State(st): S, Path(id): Path<String>, Json(body): Json<ExecuteB
     for (k, v) in body.envs.iter().flatten() {
         cmd.arg("-e").arg(format!("{k}={v}"));
     }
-    // The daemon returns combined output: fold stderr into stdout inside the shell.
-    cmd.args([&s.container, "sh", "-c", &format!("exec 2>&1\n{}", body.command)]);
+    if st.config.split_commands {
+        let argv = split_command(&body.command);
+        if argv.is_empty() {
+            return nest(400, "empty command");
+        }
+        // No shell reads the command; `sh` only folds stderr into stdout (combined output) and then
+        // execs the split arguments as they are.
+        cmd.args([&s.container, "sh", "-c", "exec 2>&1; exec \"$@\"", "sh"]).args(argv);
+    } else {
+        // The daemon returns combined output: fold stderr into stdout inside the shell.
+        cmd.args([&s.container, "sh", "-c", &format!("exec 2>&1\n{}", body.command)]);
+    }
     cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
     let limit = Duration::from_secs(body.timeout.filter(|t| *t > 0).unwrap_or(10 * 60));
     match tokio::time::timeout(limit, cmd.output()).await {
@@ -729,6 +746,31 @@ async fn execute(State(st): S, Path(id): Path<String>, Json(body): Json<ExecuteB
             Json(json!({"exitCode": code, "result": result})).into_response()
         }
     }
+}
+
+/// Splits `command` into arguments as Daytona's daemon does when it runs a command without a shell:
+/// spaces separate, a `'` or `"` starts a group that the same quote ends (the other quote is kept
+/// inside it), and there are no escapes.
+fn split_command(command: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for c in command.chars() {
+        match (c, quote) {
+            ('\'' | '"', None) => quote = Some(c),
+            (c, Some(q)) if c == q => quote = None,
+            (' ', None) => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            (c, _) => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 /// Splits a `multipart/form-data` body into (headers, content) parts.
@@ -916,6 +958,13 @@ async fn home_dir(State(st): S, Path(id): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_split_like_the_daemon() {
+        assert_eq!(split_command("sh -c 'echo \"a b\"'  x"), ["sh", "-c", "echo \"a b\"", "x"]);
+        // No escapes: the shell idiom for a quote inside quotes falls apart.
+        assert_eq!(split_command(r"echo 'it'\''s'"), ["echo", r"it\s"]);
+    }
 
     #[test]
     fn multipart_round_trip() {

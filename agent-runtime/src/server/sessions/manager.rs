@@ -110,8 +110,9 @@ struct Inner {
     agents: AgentRegistry,
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
     helper_exe: Option<PathBuf>,
-    /// Environment for every agent (the session's own `env` wins).
-    session_env: BTreeMap<String, String>,
+    /// Environment for every agent (the session's own `env` wins): secrets the host pushed over
+    /// `PUT /v1/runtime/session-env`, held only here (never journaled or logged).
+    session_env: std::sync::RwLock<BTreeMap<String, String>>,
     /// Holds a temporary directory alive when no state directory was configured.
     _temp: Option<tempfile::TempDir>,
 }
@@ -128,7 +129,17 @@ impl SessionManager {
         };
         let agents = AgentRegistry::new(base.join("agents"));
         let dir = base.join("sessions");
-        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, session_env, _temp: temp }) })
+        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, session_env: std::sync::RwLock::new(session_env), _temp: temp }) })
+    }
+
+    /// Replaces the environment every agent session started from now on gets.
+    pub fn set_session_env(&self, env: BTreeMap<String, String>) {
+        *self.inner.session_env.write().unwrap_or_else(|e| e.into_inner()) = env;
+    }
+
+    /// The names (never the values) of the session environment.
+    pub fn session_env_names(&self) -> Vec<String> {
+        self.inner.session_env.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
     /// The agents.
@@ -353,7 +364,7 @@ impl SessionManager {
     fn settings(&self, session: &Session, binary: Option<PathBuf>) -> SessionSettings {
         let meta = session.meta.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut request = meta.request;
-        for (k, v) in &self.inner.session_env {
+        for (k, v) in self.inner.session_env.read().unwrap_or_else(|e| e.into_inner()).iter() {
             request.env.entry(k.clone()).or_insert_with(|| v.clone());
         }
         SessionSettings {

@@ -1,0 +1,45 @@
+//! The `sbx up --credentials` keys after `up`: the runtime holds them in memory only (they are in no
+//! file, command line or environment inside the sandbox), so a runtime that started again (after a
+//! crash, a Daytona stop/start, a container restart) has none until the host sends them again, read
+//! from this machine as at `up`.
+
+use anyhow::{Context as _, Result};
+use sbx_agent::client::Client;
+
+use crate::state::SandboxRecord;
+
+/// The agents whose keys the sandbox was made with (`sbx up --credentials`).
+fn named_agents(rec: &SandboxRecord) -> Vec<String> {
+    rec.labels
+        .get(sbx_providers::labels::CREDENTIALS)
+        .map(|names| names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Sends the sandbox's named credentials to its runtime (after a restart). Nothing when none were named.
+pub async fn push(client: &Client, rec: &SandboxRecord) -> Result<()> {
+    let names = named_agents(rec);
+    if names.is_empty() {
+        return Ok(());
+    }
+    let env = crate::commands::up::credential_env(&names)?;
+    sbx_providers::bootstrap::push_session_env(client, &env).await.with_context(|| format!("sandbox `{}`", rec.name))
+}
+
+/// Sends them again when the runtime holds none (it restarted without this host noticing, e.g. a
+/// Daytona sandbox whose runtime its autostart brought back). One request, and only for sandboxes
+/// made with `--credentials`.
+pub async fn restore(client: &Client, rec: &SandboxRecord) -> Result<()> {
+    if named_agents(rec).is_empty() {
+        return Ok(());
+    }
+    match client.session_env_names().await {
+        Ok(held) if !held.names.is_empty() => Ok(()),
+        Ok(_) => push(client, rec).await,
+        // A runtime older than this route cannot take them this way; its sessions run without them.
+        Err(e) => {
+            tracing::debug!(error = %e, "could not ask the runtime which session variables it holds");
+            Ok(())
+        }
+    }
+}
