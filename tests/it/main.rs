@@ -10,6 +10,7 @@ mod docker;
 mod e2b;
 mod fake_llm;
 mod fs;
+mod output_bytes;
 mod processes;
 mod pty;
 mod run;

@@ -50,10 +50,17 @@ async fn run_reports_exit_codes_and_keeps_streams_apart() {
     assert_eq!(three.stdout, "out\n");
     assert_eq!(three.stderr, "err\n");
     assert!(!three.stdout_truncated && !three.stderr_truncated);
-    assert!(three.stdout_base64.is_none(), "base64 only when asked");
 
     let args = rt.client.run(&RunRequest::command("printf", ["%s|%s", "a b", "c"])).await.unwrap();
     assert_eq!(args.stdout, "a b|c", "arguments are passed without a shell");
+
+    // Output is bytes: not-UTF-8 output arrives as it was written, base64 on the wire.
+    let raw = rt.client.run(&RunRequest::command("printf", ["\\377\\000\\n\\303"])).await.unwrap();
+    assert_eq!(&raw.stdout[..], &[0xff, 0x00, b'\n', 0xc3]);
+    assert_eq!(raw.stdout_text(), None);
+    let json = rt.client.request(reqwest::Method::POST, "/v1/processes/run").json(&RunRequest::shell("printf '\\377'")).send().await.unwrap();
+    let json: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(json["stdoutBase64"], "/w==", "{json}");
     rt.stop().await;
 }
 
@@ -66,7 +73,7 @@ async fn run_honours_env_cwd_and_stdin() {
     req.env.insert("GREETING".into(), "hi there".into());
     req.cwd = Some(canon.to_string_lossy().into_owned());
     let out = rt.client.run(&req).await.unwrap();
-    assert_eq!(out.stdout, format!("hi there\n{}\n", canon.display()));
+    assert_eq!(out.stdout_text(), Some(format!("hi there\n{}\n", canon.display()).as_str()));
 
     let mut cat = RunRequest::command("cat", Vec::<String>::new());
     cat.stdin = Some("line one\nline two\n".into());
@@ -74,14 +81,12 @@ async fn run_honours_env_cwd_and_stdin() {
 
     let mut bin = RunRequest::command("od", ["-An", "-tx1"]);
     bin.stdin_base64 = Some("AP8K".into()); // 00 ff 0a
-    bin.binary = true;
     let out = rt.client.run(&bin).await.unwrap();
-    assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), vec!["00", "ff", "0a"]);
-    assert!(out.stdout_base64.is_some());
+    assert_eq!(out.stdout_text().unwrap().split_whitespace().collect::<Vec<_>>(), vec!["00", "ff", "0a"]);
 
     // Without stdin, the child reads end of file immediately instead of hanging.
     let empty = rt.client.run(&RunRequest::command("cat", Vec::<String>::new())).await.unwrap();
-    assert_eq!((empty.exit_code, empty.stdout.as_str()), (Some(0), ""));
+    assert_eq!((empty.exit_code, &empty.stdout[..]), (Some(0), &b""[..]));
     rt.stop().await;
 }
 
@@ -110,14 +115,14 @@ async fn run_truncates_output_but_drains_it() {
     assert_eq!(out.exit_code, Some(0), "the writer must not block on a full pipe: {out:?}");
     assert_eq!(out.stdout.len(), 1000);
     assert!(out.stdout_truncated);
-    assert_eq!((out.stderr.as_str(), out.stderr_truncated), ("done\n", false));
+    assert_eq!((out.stderr_text().unwrap(), out.stderr_truncated), ("done\n", false));
 
     // The request cannot raise the cap above the configured limit.
     rt.client.set_process_config(ProcessLimitsUpdate { max_output_bytes: Some(10), ..Default::default() }).await.unwrap();
     let mut req = RunRequest::shell("echo 0123456789abcdef");
     req.max_output_bytes = Some(1_000_000);
     let out = rt.client.run(&req).await.unwrap();
-    assert_eq!((out.stdout.as_str(), out.stdout_truncated), ("0123456789", true));
+    assert_eq!((out.stdout_text().unwrap(), out.stdout_truncated), ("0123456789", true));
     rt.stop().await;
 }
 
@@ -145,9 +150,9 @@ async fn run_cwd_is_confined_to_the_root() {
     std::fs::create_dir(rt.root_path().join("sub")).unwrap();
     let out = rt.client.run(&RunRequest { cwd: Some("sub".into()), ..RunRequest::shell("pwd") }).await.unwrap();
     let root = std::fs::canonicalize(rt.root_path()).unwrap();
-    assert_eq!(out.stdout.trim(), root.join("sub").to_string_lossy());
+    assert_eq!(out.stdout_text().unwrap().trim(), root.join("sub").to_string_lossy());
     let default = rt.client.run(&RunRequest::shell("pwd")).await.unwrap();
-    assert_eq!(default.stdout.trim(), root.to_string_lossy(), "the default cwd is the root");
+    assert_eq!(default.stdout_text().unwrap().trim(), root.to_string_lossy(), "the default cwd is the root");
     let err = rt.client.run(&RunRequest { cwd: Some("/".into()), ..RunRequest::shell("pwd") }).await.unwrap_err();
     assert_eq!(kind(&err), Some(ProblemKind::PathOutsideRoot), "{err}");
     rt.stop().await;
@@ -190,10 +195,11 @@ async fn follow_logs_streams_lines_then_exit_and_resumes() {
         match ev.unwrap() {
             LogEvent::Log(e) => lines.push(e),
             LogEvent::Exit(info) => exit = Some(info),
+            LogEvent::Dropped(gap) => panic!("nothing may be dropped: {gap:?}"),
         }
     }
-    let text: Vec<&str> = lines.iter().map(|e| e.data.as_str()).collect();
-    assert_eq!(text, vec!["1\n", "2\n", "3\n"]);
+    let text: Vec<&[u8]> = lines.iter().map(|e| &e.data[..]).collect();
+    assert_eq!(text, vec![b"1\n", b"2\n", b"3\n"]);
     assert!(lines.iter().all(|e| e.stream == LogStream::Stdout));
     assert!(lines.windows(2).all(|w| w[0].seq < w[1].seq));
     let exit = exit.expect("an exit event ends the stream");
@@ -202,7 +208,7 @@ async fn follow_logs_streams_lines_then_exit_and_resumes() {
     // Resuming after the first entry gets only the later ones (and the exit again).
     let after = FollowOptions { after: Some(lines[0].seq), ..Default::default() };
     let events: Vec<LogEvent> = rt.client.follow_logs(&p.id, after).await.unwrap().map(Result::unwrap).collect().await;
-    let data: Vec<String> = events
+    let data: Vec<bytes::Bytes> = events
         .iter()
         .filter_map(|e| if let LogEvent::Log(l) = e { Some(l.data.clone()) } else { None })
         .collect();
@@ -276,17 +282,17 @@ async fn logs_filter_by_stream_and_tail() {
     assert_eq!(all.status, ProcessStatus::Exited);
     assert!(!all.dropped);
     let q = LogsQuery { stream: Some(LogStreamFilter::Stdout), ..Default::default() };
-    let out: Vec<String> =
+    let out: Vec<bytes::Bytes> =
         rt.client.process_logs(&p.id, &q).await.unwrap().entries.into_iter().map(|e| e.data).collect();
     assert_eq!(out, vec!["a\n", "c\n"]);
     let q = LogsQuery { stream: Some(LogStreamFilter::Stderr), ..Default::default() };
     let err = rt.client.process_logs(&p.id, &q).await.unwrap().entries;
-    assert_eq!((err.len(), err[0].data.as_str(), err[0].stream), (1, "b\n", LogStream::Stderr));
+    assert_eq!((err.len(), &err[0].data[..], err[0].stream), (1, &b"b\n"[..], LogStream::Stderr));
     // Stdout and stderr are separate pipes: their interleaving is the order they were read, so the
     // tail is checked within one stream.
     let q = LogsQuery { tail: Some(1), stream: Some(LogStreamFilter::Stdout), ..Default::default() };
     let last = rt.client.process_logs(&p.id, &q).await.unwrap().entries;
-    assert_eq!((last.len(), last[0].data.as_str()), (1, "c\n"));
+    assert_eq!((last.len(), &last[0].data[..]), (1, &b"c\n"[..]));
     let q = LogsQuery { tail: Some(2), ..Default::default() };
     assert_eq!(rt.client.process_logs(&p.id, &q).await.unwrap().entries.len(), 2);
     let q = LogsQuery { after: Some(all.entries[0].seq), ..Default::default() };
@@ -299,13 +305,16 @@ async fn logs_keep_at_most_the_configured_bytes() {
     let rt = TestRuntime::start().await;
     let update = ProcessLimitsUpdate { max_log_bytes_per_process: Some(2000), ..Default::default() };
     rt.client.set_process_config(update).await.unwrap();
-    let p = rt.client.start_process(&CreateProcessRequest::shell("seq 1 1000")).await.unwrap();
+    // One write per line, so the output arrives in many reads (one big read would be one entry).
+    let p = rt.client.start_process(&CreateProcessRequest::shell("for i in $(seq 1 1000); do echo $i; done")).await.unwrap();
     wait_exited(&rt.client, &p.id).await;
+    let all: Vec<u8> = (1..=1000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
     let logs = rt.client.process_logs(&p.id, &LogsQuery::default()).await.unwrap();
     assert!(logs.dropped);
-    assert_eq!(logs.entries.last().unwrap().data, "1000\n", "the newest output is kept");
-    let kept: usize = logs.entries.iter().map(|e| e.data.len()).sum();
-    assert!(kept < 2000 && !logs.entries.iter().any(|e| e.data == "1\n"), "kept {kept} bytes");
+    let kept: Vec<u8> = logs.entries.iter().flat_map(|e| e.data.iter().copied()).collect();
+    assert!(all.ends_with(&kept), "the newest output is kept, in order");
+    assert_eq!(kept.len() as u64 + logs.dropped_stdout_bytes, all.len() as u64, "what is gone is counted");
+    assert_eq!(logs.entries[0].offset, logs.dropped_stdout_bytes);
     rt.stop().await;
 }
 
@@ -506,20 +515,32 @@ async fn follow_logs_reconnects_and_resumes_after_the_last_entry() {
         axum::routing::get(move |headers: axum::http::HeaderMap| {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             async move {
-                let entry = |seq: u64, data: &str| {
-                    format!(
-                        "event: log\nid: {seq}\ndata: {{\"seq\":{seq},\"stream\":\"stdout\",\"data\":\"{data}\",\"timeMs\":0}}\n\n"
-                    )
+                use sbx_agent::api::process::frame;
+                // Binary frames, as the runtime sends them to the typed client.
+                let entry = |seq: u64, data: &[u8]| {
+                    let mut f = vec![frame::STDOUT];
+                    f.extend_from_slice(&((frame::DATA_PREFIX_LEN + data.len()) as u32).to_be_bytes());
+                    f.extend_from_slice(&seq.to_be_bytes());
+                    f.extend_from_slice(&(seq - 1).to_be_bytes());
+                    f.extend_from_slice(&0u64.to_be_bytes());
+                    f.extend_from_slice(data);
+                    f
                 };
                 let body = if n == 0 {
-                    entry(1, "a") // ...and the stream ends without an exit event
+                    entry(1, b"a") // ...and the stream ends without an exit event
                 } else {
                     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
                     assert_eq!(last, Some("1"), "the reconnect resumes after the last entry");
-                    let exit = r#"{"id":"proc_1","pid":1,"command":"x","args":[],"cwd":"/","status":"exited","exitCode":0,"signal":null,"startedAtMs":0,"exitedAtMs":1}"#;
-                    format!("{}event: exit\ndata: {exit}\n\n", entry(2, "b"))
+                    let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+                    assert_eq!(accept, Some(frame::MEDIA_TYPE));
+                    let exit = br#"{"id":"proc_1","pid":1,"command":"x","args":[],"cwd":"/","status":"exited","exitCode":0,"signal":null,"startedAtMs":0,"exitedAtMs":1}"#;
+                    let mut body = entry(2, b"b");
+                    body.push(frame::EXIT);
+                    body.extend_from_slice(&(exit.len() as u32).to_be_bytes());
+                    body.extend_from_slice(exit);
+                    body
                 };
-                ([("content-type", "text/event-stream")], body)
+                ([("content-type", frame::MEDIA_TYPE)], body)
             }
         }),
     );
@@ -529,7 +550,7 @@ async fn follow_logs_reconnects_and_resumes_after_the_last_entry() {
     let client = Client::new(&format!("http://{addr}"), None).unwrap();
     let events: Vec<LogEvent> =
         client.follow_logs("proc_1", FollowOptions::default()).await.unwrap().map(Result::unwrap).collect().await;
-    let data: Vec<String> =
+    let data: Vec<bytes::Bytes> =
         events.iter().filter_map(|e| if let LogEvent::Log(l) = e { Some(l.data.clone()) } else { None }).collect();
     assert_eq!(data, vec!["a", "b"]);
     assert!(matches!(events.last(), Some(LogEvent::Exit(i)) if i.exit_code == Some(0)));

@@ -12,6 +12,31 @@ pub mod runtime_log;
 pub mod session;
 pub mod session_env;
 
+/// Serde for byte fields carried as standard base64 strings in JSON (process output is bytes, not text).
+pub(crate) mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, T: From<Vec<u8>>>(d: D) -> Result<T, D::Error> {
+        // A visitor decodes straight from the borrowed text: no owned copy of a (possibly 20 MB) string.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a base64 string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V).map(T::from)
+    }
+}
+
 /// `GET /v1/health`: the one route that needs no token.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -4,14 +4,18 @@
 //! - **run to completion** (`POST /v1/processes/run`, [`RunRequest`] → [`RunResponse`]): output,
 //!   exit code, duration, with a timeout that kills the whole process group;
 //! - **managed processes** (`POST /v1/processes`, [`CreateProcessRequest`] → [`ProcessInfo`]): started
-//!   in the background, with logs ([`LogEntry`], followable as server-sent events), stdin, signals;
+//!   in the background, with logs ([`LogEntry`], followable as binary frames ([`frame`]) or
+//!   server-sent events), stdin, signals;
 //! - **terminals** (`GET /v1/pty`, [`PtyQuery`]): a PTY over WebSocket, see [`PtyClientMessage`] and
 //!   [`PtyServerMessage`] for the protocol.
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+use super::b64;
 
 /// Runtime limits on processes; readable and settable at `/v1/processes/config`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -25,7 +29,9 @@ pub struct ProcessLimits {
     pub max_run_timeout_ms: u64,
     /// Bytes of stdout (and, separately, stderr) a run keeps; the rest is dropped and flagged truncated.
     pub max_output_bytes: u64,
-    /// Bytes of log each managed process keeps (oldest dropped first).
+    /// Bytes of output each managed process keeps. While a client follows the log, a process that
+    /// outruns it waits (its pipe is not read) instead of losing output; with nobody following, the
+    /// oldest output is dropped and a follower that comes later gets a `dropped` marker with the count.
     pub max_log_bytes_per_process: u64,
 }
 
@@ -147,9 +153,6 @@ pub struct RunRequest {
     /// Bytes of stdout (and, separately, stderr) to keep; capped at the configured `maxOutputBytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
-    /// Also return the exact output bytes base64-encoded in `stdoutBase64`/`stderrBase64`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub binary: bool,
 }
 
 impl RunRequest {
@@ -175,16 +178,14 @@ pub struct RunResponse {
     pub exit_code: Option<i32>,
     /// The signal that killed the process (`"KILL"`, `"TERM"`, … or the number); `null` when it exited.
     pub signal: Option<String>,
-    /// Standard output (UTF-8; invalid sequences replaced).
-    pub stdout: String,
-    /// Standard error (UTF-8; invalid sequences replaced).
-    pub stderr: String,
-    /// The exact stdout bytes, base64, when the request asked for `binary`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stdout_base64: Option<String>,
-    /// The exact stderr bytes, base64, when the request asked for `binary`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stderr_base64: Option<String>,
+    /// Standard output, byte for byte (base64 in JSON: output is bytes, not text).
+    #[serde(rename = "stdoutBase64", with = "b64")]
+    #[schema(value_type = String, format = Byte)]
+    pub stdout: Bytes,
+    /// Standard error, byte for byte (base64 in JSON).
+    #[serde(rename = "stderrBase64", with = "b64")]
+    #[schema(value_type = String, format = Byte)]
+    pub stderr: Bytes,
     /// More stdout was written than kept.
     pub stdout_truncated: bool,
     /// More stderr was written than kept.
@@ -199,6 +200,14 @@ impl RunResponse {
     /// True when the process exited with code 0 (not signalled, not timed out).
     pub fn success(&self) -> bool {
         self.exit_code == Some(0) && !self.timed_out
+    }
+    /// Stdout as text when it is valid UTF-8 (never decoded lossily: bytes that are not text stay bytes).
+    pub fn stdout_text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.stdout).ok()
+    }
+    /// Stderr as text when it is valid UTF-8.
+    pub fn stderr_text(&self) -> Option<&str> {
+        std::str::from_utf8(&self.stderr).ok()
     }
 }
 
@@ -224,6 +233,12 @@ pub struct CreateProcessRequest {
     /// Not supported for managed processes: open a terminal with `GET /v1/pty` instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tty: bool,
+    /// Hold output nobody has read yet, for up to this long: until the first client follows the log,
+    /// the process waits when its log is full instead of losing the oldest output. For clients that
+    /// start a process and then follow it (`sbx exec`), so the time in between loses nothing. After it,
+    /// or without it, output nobody follows is dropped past `maxLogBytesPerProcess` (with a marker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_output_ms: Option<u64>,
 }
 
 impl CreateProcessRequest {
@@ -327,10 +342,12 @@ impl LogStreamFilter {
     }
 }
 
-/// One chunk of a managed process's output.
+/// One chunk of a managed process's output, byte for byte.
 ///
-/// Chunks end at line ends when the process writes whole lines; concatenating the `data` of
-/// consecutive entries of one stream gives the output exactly (for valid UTF-8).
+/// An entry is what one read of the pipe returned (at most 64 KiB); a read of a few whole lines is
+/// cut at its line ends, so output written line by line gives one entry per line. Concatenating the
+/// `data` of consecutive entries of one stream gives the output exactly; `offset` tells where each
+/// one starts, so a gap can never go unnoticed.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
@@ -339,10 +356,35 @@ pub struct LogEntry {
     pub seq: u64,
     /// Which stream.
     pub stream: LogStream,
-    /// The text (UTF-8; invalid sequences replaced).
-    pub data: String,
+    /// Where `data` starts in its stream: bytes the process wrote to that stream before it.
+    #[serde(default)]
+    pub offset: u64,
+    /// The bytes (base64 in JSON).
+    #[serde(rename = "dataBase64", with = "b64")]
+    #[schema(value_type = String, format = Byte)]
+    pub data: Bytes,
     /// When it was read, milliseconds since the Unix epoch.
     pub time_ms: u64,
+}
+
+/// Output that was dropped before a reader got it: nobody was following the log and it outgrew
+/// `maxLogBytesPerProcess` (the oldest output goes first). Sent in the stream where the gap is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LogDropped {
+    /// Every entry up to this seq is gone; the stream goes on after it.
+    pub through_seq: u64,
+    /// Bytes of stdout lost between what the reader had and what follows.
+    pub stdout_bytes: u64,
+    /// Bytes of stderr lost between what the reader had and what follows.
+    pub stderr_bytes: u64,
+}
+
+impl LogDropped {
+    /// Both streams' lost bytes together.
+    pub fn total_bytes(&self) -> u64 {
+        self.stdout_bytes + self.stderr_bytes
+    }
 }
 
 /// `GET /v1/processes/{id}/logs` without `follow`.
@@ -355,6 +397,12 @@ pub struct LogsResponse {
     pub status: ProcessStatus,
     /// True when older entries were dropped (over `maxLogBytesPerProcess`) before the first one here.
     pub dropped: bool,
+    /// How many bytes of stdout were dropped before the first entry here (0 when `dropped` is false).
+    #[serde(default)]
+    pub dropped_stdout_bytes: u64,
+    /// How many bytes of stderr were dropped before the first entry here.
+    #[serde(default)]
+    pub dropped_stderr_bytes: u64,
 }
 
 /// Query of `GET /v1/processes/{id}/logs`.
@@ -372,17 +420,61 @@ pub struct LogsQuery {
     /// Only entries with `seq` greater than this (what `Last-Event-ID` does for SSE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
-    /// Stream as server-sent events (also chosen by `Accept: text/event-stream`): the kept log, then
-    /// live entries (`event: log`, `id:` = seq, data = a LogEntry), then one `event: exit` whose data is
-    /// the ProcessInfo, after which the stream ends.
+    /// Follow the log: the kept entries, then live ones, then the exit, after which the stream ends.
+    /// As binary frames with `Accept: application/vnd.sbx.log-frames` (see [`frame`]), else as
+    /// server-sent events (`event: log`, `id:` = seq, data = a LogEntry; `event: dropped` with a
+    /// LogDropped where output was lost; one `event: exit` with the ProcessInfo). `Accept:
+    /// text/event-stream` or the frames media type also follow without this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow: Option<bool>,
 }
 
 /// The SSE event name of log entries on a followed log.
 pub const LOG_EVENT: &str = "log";
+/// The SSE event name of a gap on a followed log (data: [`LogDropped`]).
+pub const DROPPED_EVENT: &str = "dropped";
 /// The SSE event name of the final event on a followed log (data: [`ProcessInfo`]).
 pub const EXIT_EVENT: &str = "exit";
+
+/// The binary form of a followed log (`Accept: application/vnd.sbx.log-frames`): the output as it is,
+/// with no text encoding, for clients that move a lot of it (`sbx exec`).
+///
+/// The body is a sequence of frames. Each frame is a 1-byte kind, a 4-byte big-endian payload length,
+/// then the payload:
+/// - [`STDOUT`](frame::STDOUT) / [`STDERR`](frame::STDERR): output. The payload is the entry's seq,
+///   offset and timeMs (three 8-byte big-endian integers, [`DATA_PREFIX_LEN`](frame::DATA_PREFIX_LEN)),
+///   then the bytes themselves.
+/// - [`DROPPED`](frame::DROPPED): output was lost here; the payload is a [`LogDropped`] as JSON.
+/// - [`EXIT`](frame::EXIT): the process exited and its output is complete; the payload is its
+///   [`ProcessInfo`] as JSON. The body ends after it.
+/// - [`KEEP_ALIVE`](frame::KEEP_ALIVE): empty, sent after 15 s of quiet so proxies keep the
+///   connection open.
+///
+/// Clients skip kinds they do not know. Resume a broken stream with `Last-Event-ID` (or `after`) set
+/// to the last seq received, as with SSE.
+pub mod frame {
+    /// The media type that asks for frames.
+    pub const MEDIA_TYPE: &str = "application/vnd.sbx.log-frames";
+    /// An empty frame sent after quiet.
+    pub const KEEP_ALIVE: u8 = 0;
+    /// Stdout bytes.
+    pub const STDOUT: u8 = 1;
+    /// Stderr bytes.
+    pub const STDERR: u8 = 2;
+    /// A [`LogDropped`](super::LogDropped) as JSON.
+    pub const DROPPED: u8 = 3;
+    /// The exited [`ProcessInfo`](super::ProcessInfo) as JSON; the last frame.
+    pub const EXIT: u8 = 4;
+    /// Kind byte plus the payload length.
+    pub const HEADER_LEN: usize = 5;
+    /// seq, offset and timeMs before the bytes of an output frame.
+    pub const DATA_PREFIX_LEN: usize = 24;
+}
+
+/// The body of a followed log as binary frames (see [`frame`] for the format).
+#[derive(Debug, Clone, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct LogFrames(pub Vec<u8>);
 
 /// `POST /v1/processes/{id}/input`: write to a managed process's stdin.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -527,10 +619,11 @@ pub enum PtyServerMessage {
 }
 
 /// One server-sent event of a followed log, as it is on the wire. `data` is JSON text: a [`LogEntry`]
-/// when `event` is `log`, the exited process's [`ProcessInfo`] when `event` is `exit` (the last event).
+/// when `event` is `log`, a [`LogDropped`] when `event` is `dropped`, the exited process's
+/// [`ProcessInfo`] when `event` is `exit` (the last event).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct LogSseEvent {
-    /// `log` or `exit`.
+    /// `log`, `dropped` or `exit`.
     pub event: String,
     /// The entry's seq (`log` events only); send it back as `Last-Event-ID` to resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,8 @@ use crate::api::{Health, Problem, ProblemKind};
 
 pub mod fs;
 pub use fs::{ByteStream, WriteOptions};
+mod log_frames;
+pub use log_frames::{LogFrame, LogFrameParser};
 mod process;
 pub use process::{FollowOptions, LogEvent, LogFollow, PtyEvent, PtyOptions, PtyReader, PtySession, PtyWriter};
 mod runtime_log;

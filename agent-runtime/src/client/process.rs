@@ -10,12 +10,13 @@
 //! let out = client.run(&RunRequest::shell("echo hi; exit 3")).await?;
 //! assert_eq!(out.exit_code, Some(3));
 //!
-//! // Start in the background and follow the output until it exits.
+//! // Start in the background and follow the output (bytes) until it exits.
 //! let proc = client.start_process(&CreateProcessRequest::command("make", ["test"])).await?;
 //! let mut logs = client.follow_logs(&proc.id, FollowOptions::default()).await?;
 //! while let Some(ev) = logs.next().await {
 //!     match ev? {
-//!         LogEvent::Log(entry) => print!("{}", entry.data),
+//!         LogEvent::Log(entry) => println!("{} bytes of {:?}", entry.data.len(), entry.stream),
+//!         LogEvent::Dropped(gap) => eprintln!("{} bytes were lost", gap.total_bytes()),
 //!         LogEvent::Exit(info) => println!("exit code {:?}", info.exit_code),
 //!     }
 //! }
@@ -36,12 +37,12 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::sse::{SseEvent, SseParser};
+use super::log_frames::{LogFrame, LogFrameParser};
 use super::{Client, ClientError, Result};
 use crate::api::process::{
-    CreateProcessRequest, LogEntry, LogStreamFilter, LogsQuery, LogsResponse, ProcessInfo, ProcessInputRequest,
-    ProcessInputResponse, ProcessLimits, ProcessLimitsUpdate, ProcessList, PtyClientMessage, PtyServerMessage,
-    RunRequest, RunResponse, SignalRequest, SignalSpec, EXIT_EVENT, LOG_EVENT,
+    frame, CreateProcessRequest, LogDropped, LogEntry, LogStreamFilter, LogsQuery, LogsResponse, ProcessInfo,
+    ProcessInputRequest, ProcessInputResponse, ProcessLimits, ProcessLimitsUpdate, ProcessList, PtyClientMessage,
+    PtyServerMessage, RunRequest, RunResponse, SignalRequest, SignalSpec,
 };
 
 /// How many times a followed log reconnects in a row before giving up.
@@ -76,9 +77,12 @@ impl Client {
         self.send_json(self.request(Method::GET, &proc_path(id, "/logs")).query(&query)).await
     }
 
-    /// Follows a managed process's log as server-sent events: the kept entries, then live ones, then
-    /// one [`LogEvent::Exit`], after which the stream ends. A broken connection is resumed from the
-    /// last entry received (`Last-Event-ID`), so nothing is lost or repeated.
+    /// Follows a managed process's log (as binary frames: the bytes as the process wrote them): the
+    /// kept entries, then live ones, then one [`LogEvent::Exit`], after which the stream ends. A
+    /// broken connection is resumed from the last entry received (`Last-Event-ID`), so nothing is
+    /// repeated; output the runtime had to drop arrives as [`LogEvent::Dropped`], never as a silent gap.
+    ///
+    /// While this is followed (and read), the process never loses output: it waits for the reader.
     ///
     /// Fails right away (404 and so on) when the first connection does.
     pub async fn follow_logs(&self, id: &str, opts: FollowOptions) -> Result<LogFollow> {
@@ -88,7 +92,7 @@ impl Client {
             last_seq: opts.after,
             opts,
             body: None,
-            parser: SseParser::new(),
+            parser: LogFrameParser::new(),
             failures: 0,
             done: false,
         };
@@ -236,6 +240,8 @@ pub struct FollowOptions {
 pub enum LogEvent {
     /// Output.
     Log(LogEntry),
+    /// Output was dropped here (nobody was following while the runtime's log was full).
+    Dropped(LogDropped),
     /// The process exited and its output is complete; the stream ends after this.
     Exit(ProcessInfo),
 }
@@ -266,7 +272,7 @@ struct FollowState {
     opts: FollowOptions,
     last_seq: Option<u64>,
     body: Option<ByteStream>,
-    parser: SseParser,
+    parser: LogFrameParser,
     failures: u32,
     done: bool,
 }
@@ -288,7 +294,7 @@ impl FollowState {
     ) -> Result<ByteStream> {
         let mut query: Vec<(&str, String)> =
             vec![("follow", "true".into()), ("stream", stream.as_str().into())];
-        let mut rb = client.request(Method::GET, &path).header(ACCEPT, "text/event-stream");
+        let mut rb = client.request(Method::GET, &path).header(ACCEPT, frame::MEDIA_TYPE);
         match last_seq {
             Some(seq) => rb = rb.header("Last-Event-ID", seq.to_string()),
             None => {
@@ -306,22 +312,26 @@ impl FollowState {
             if self.done {
                 return None;
             }
-            if let Some(ev) = self.parser.next_event() {
-                match decode_log_event(&ev) {
-                    Ok(Some(LogEvent::Log(entry))) => {
-                        self.last_seq = Some(entry.seq);
-                        self.failures = 0;
-                        return Some((Ok(LogEvent::Log(entry)), self));
-                    }
-                    Ok(Some(exit)) => {
-                        self.done = true;
-                        return Some((Ok(exit), self));
-                    }
-                    Ok(None) => continue,
-                    Err(e) => {
-                        self.done = true;
-                        return Some((Err(e), self));
-                    }
+            match self.parser.next_frame() {
+                Ok(Some(LogFrame::Entry(entry))) => {
+                    self.last_seq = Some(entry.seq);
+                    self.failures = 0;
+                    return Some((Ok(LogEvent::Log(entry)), self));
+                }
+                Ok(Some(LogFrame::Dropped(gap))) => {
+                    // Resume after the gap, not before it: what is gone cannot come back.
+                    self.last_seq = Some(gap.through_seq);
+                    return Some((Ok(LogEvent::Dropped(gap)), self));
+                }
+                Ok(Some(LogFrame::Exit(info))) => {
+                    self.done = true;
+                    return Some((Ok(LogEvent::Exit(info)), self));
+                }
+                Ok(Some(LogFrame::Other(_))) => continue,
+                Ok(None) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some((Err(e), self));
                 }
             }
             let Some(body) = self.body.as_mut() else {
@@ -335,7 +345,7 @@ impl FollowState {
                 self.failures += 1;
                 match self.connect().await {
                     Ok(b) => {
-                        self.parser = SseParser::new();
+                        self.parser = LogFrameParser::new();
                         self.body = Some(b);
                     }
                     Err(ClientError::Transport { .. }) => {}
@@ -351,15 +361,6 @@ impl FollowState {
                 Some(Err(_)) | None => self.body = None,
             }
         }
-    }
-}
-
-fn decode_log_event(ev: &SseEvent) -> Result<Option<LogEvent>> {
-    let bad = |e: serde_json::Error| ClientError::Protocol(format!("bad `{}` event: {e}", ev.event));
-    match ev.event.as_str() {
-        LOG_EVENT => Ok(Some(LogEvent::Log(serde_json::from_str(&ev.data).map_err(bad)?))),
-        EXIT_EVENT => Ok(Some(LogEvent::Exit(serde_json::from_str(&ev.data).map_err(bad)?))),
-        _ => Ok(None),
     }
 }
 

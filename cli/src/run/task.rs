@@ -174,7 +174,10 @@ async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r:
     let mut setup_log = std::fs::File::create(dir.join("setup.log"))?;
     for cmd in &task.setup {
         let out = shell(&client, cmd, &task.env, task.timeout).await?;
-        writeln!(setup_log, "$ {cmd}\n{}{}(exit {})", out.stdout, out.stderr, out.exit_code.unwrap_or(-1))?;
+        writeln!(setup_log, "$ {cmd}")?;
+        setup_log.write_all(&out.stdout)?;
+        setup_log.write_all(&out.stderr)?;
+        writeln!(setup_log, "(exit {})", out.exit_code.unwrap_or(-1))?;
         if out.exit_code != Some(0) {
             phase(r, "setup", t);
             anyhow::bail!("setup command `{cmd}` exited with {:?} (see setup.log)", out.exit_code);
@@ -198,7 +201,8 @@ async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r:
     let mut passed = agent_ok;
     if let Some(check) = &task.check {
         let out = shell(&client, check, &task.env, task.timeout).await?;
-        std::fs::write(dir.join("check.log"), format!("$ {check}\n{}{}(exit {})\n", out.stdout, out.stderr, out.exit_code.unwrap_or(-1)))?;
+        let log = [format!("$ {check}\n").as_bytes(), &out.stdout, &out.stderr, format!("(exit {})\n", out.exit_code.unwrap_or(-1)).as_bytes()].concat();
+        std::fs::write(dir.join("check.log"), log)?;
         r.check_exit_code = out.exit_code;
         passed = passed && out.exit_code == Some(0);
     }
@@ -251,7 +255,7 @@ async fn workspace(client: &Client, quiet: &Output, task: &PlannedTask) -> Resul
         Some(Workspace::Git(g)) => {
             let checkout = g.git_ref.as_deref().map(|r| format!(" && git -C {WORK} checkout -q {}", sh_quote(r))).unwrap_or_default();
             let out = shell_in(client, None, &format!("git clone -q {} {WORK}{checkout}", sh_quote(&g.git)), &BTreeMap::new(), Duration::from_secs(600)).await?;
-            anyhow::ensure!(out.exit_code == Some(0), "git clone {} failed: {}", g.git, out.stderr.trim());
+            anyhow::ensure!(out.exit_code == Some(0), "git clone {} failed: {}", g.git, out.stderr.trim_ascii().escape_ascii());
         }
         None => {
             client.mkdir(WORK, true).await?;
@@ -271,7 +275,7 @@ async fn workspace(client: &Client, quiet: &Output, task: &PlannedTask) -> Resul
     let base = "git rev-parse --git-dir >/dev/null 2>&1 || git init -q; git add -A && \
                 git -c user.email=sbx@localhost -c user.name=sbx commit -q --allow-empty -m 'sbx baseline'";
     let out = shell(client, base, &BTreeMap::new(), Duration::from_secs(120)).await?;
-    anyhow::ensure!(out.exit_code == Some(0), "could not record the workspace baseline (is git installed in the image?): {}", out.stderr.trim());
+    anyhow::ensure!(out.exit_code == Some(0), "could not record the workspace baseline (is git installed in the image?): {}", out.stderr.trim_ascii().escape_ascii());
     Ok(())
 }
 
@@ -354,7 +358,9 @@ async fn collect(client: &Client, quiet: &Output, task: &PlannedTask, into: &Pat
         .collect::<Result<_>>()?;
     let listing = shell(client, "find . -path ./.git -prune -o -type f -print", &BTreeMap::new(), Duration::from_secs(60)).await?;
     let mut got = Vec::new();
-    for path in listing.stdout.lines().map(|l| l.trim_start_matches("./")) {
+    // Names that are not UTF-8 cannot match a glob: they are skipped, not mangled.
+    let names = listing.stdout.split(|&b| b == b'\n').filter_map(|l| std::str::from_utf8(l).ok()).filter(|l| !l.is_empty());
+    for path in names.map(|l| l.trim_start_matches("./")) {
         if !patterns.iter().any(|p| p.matches(path)) {
             continue;
         }

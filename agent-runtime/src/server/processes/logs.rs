@@ -1,181 +1,280 @@
-//! A managed process's log: a byte-bounded ring of entries with one sequence over both streams, the
-//! readers that fill it, and the server-sent-event stream that follows it.
+//! Moving a managed process's output: the readers that fill its log from the pipes, and the streams
+//! that follow the log to a client, as binary frames or server-sent events.
+//!
+//! Output is bytes from the pipe to the wire: nothing here decodes it as text.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::body::Body;
+use axum::http::header;
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::manager::Managed;
-use super::os::{complete_utf8_len, now_ms};
-use crate::api::process::{LogEntry, LogStream, LogStreamFilter, EXIT_EVENT, LOG_EVENT};
+use crate::api::process::{
+    frame, LogDropped, LogEntry, LogStream, LogStreamFilter, ProcessInfo, DROPPED_EVENT, EXIT_EVENT, LOG_EVENT,
+};
 
-/// Bytes an entry costs beyond its text (sequence, time, bookkeeping), so many tiny entries still count.
-const ENTRY_OVERHEAD: usize = 48;
-/// The largest entry; longer lines are split.
-const MAX_ENTRY: usize = 64 * 1024;
+/// The most one read of a pipe takes (and so the largest entry).
+const READ_SIZE: usize = 64 * 1024;
+/// Reads smaller than this are copied out, so a tiny entry never pins a whole read buffer in memory.
+const COPY_BELOW: usize = 4 * 1024;
+/// A read of at most this many lines is cut at its line ends (one entry per line for line-by-line
+/// output); a bigger read stays one entry, so bulk output costs one entry per read, not per line.
+const MAX_SPLIT_LINES: usize = 16;
+/// After the process exits, how long to keep reading output its descendants still write (not
+/// counting time spent waiting for a slow follower) before declaring it exited anyway.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// About how many bytes of output one read of the log hands a follower.
+const FOLLOW_BATCH: usize = 1024 * 1024;
+/// A quiet followed log sends a keep-alive after this long, so proxies keep the connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The kept log of one process.
-#[derive(Debug)]
-pub(crate) struct LogBuffer {
-    entries: VecDeque<LogEntry>,
-    bytes: usize,
-    limit: usize,
-    next_seq: u64,
-    /// The highest sequence number dropped to stay under the limit (0 = none).
-    dropped_through: u64,
-}
-
-impl LogBuffer {
-    /// An empty log keeping at most `limit` bytes.
-    pub(crate) fn new(limit: u64) -> Self {
-        Self {
-            entries: VecDeque::new(),
-            bytes: 0,
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            next_seq: 1,
-            dropped_through: 0,
+/// Cuts a read into entries: at its line ends when it holds only a few lines, else whole.
+fn split_lines(chunk: Bytes) -> Vec<Bytes> {
+    let lines = chunk.iter().filter(|&&b| b == b'\n').take(MAX_SPLIT_LINES + 1).count();
+    if lines <= 1 || lines > MAX_SPLIT_LINES {
+        return vec![chunk];
+    }
+    let mut out = Vec::with_capacity(lines + 1);
+    let mut start = 0;
+    for (i, &b) in chunk.iter().enumerate() {
+        if b == b'\n' {
+            out.push(chunk.slice(start..=i));
+            start = i + 1;
         }
     }
-
-    /// Appends one entry, dropping the oldest ones while over the limit (the newest is always kept).
-    pub(crate) fn push(&mut self, stream: LogStream, data: String) {
-        let entry = LogEntry { seq: self.next_seq, stream, data, time_ms: now_ms() };
-        self.next_seq += 1;
-        self.bytes += entry.data.len() + ENTRY_OVERHEAD;
-        self.entries.push_back(entry);
-        while self.bytes > self.limit && self.entries.len() > 1 {
-            if let Some(old) = self.entries.pop_front() {
-                self.bytes -= old.data.len() + ENTRY_OVERHEAD;
-                self.dropped_through = old.seq;
-            }
-        }
+    if start < chunk.len() {
+        out.push(chunk.slice(start..));
     }
-
-    /// Kept entries of `filter` with `seq > after`, the last `tail` of them when given.
-    pub(crate) fn query(&self, filter: LogStreamFilter, after: u64, tail: Option<usize>) -> Vec<LogEntry> {
-        // Entries are in sequence order: skip the old ones without scanning them.
-        let start = self.entries.partition_point(|e| e.seq <= after);
-        let matching = self.entries.range(start..).filter(|e| filter.accepts(e.stream));
-        match tail {
-            Some(n) => {
-                let mut v: Vec<LogEntry> = matching.rev().take(n).cloned().collect();
-                v.reverse();
-                v
-            }
-            None => matching.cloned().collect(),
-        }
-    }
-
-    /// Whether entries after `after` were dropped before they could be read.
-    pub(crate) fn dropped_after(&self, after: u64) -> bool {
-        self.dropped_through > after
-    }
+    out
 }
 
-/// Splits `text` into entries: one per line (keeping the `\n`), the unterminated rest as one more, and
-/// nothing longer than [`MAX_ENTRY`].
-fn split_entries(text: &str) -> impl Iterator<Item = &str> {
-    text.split_inclusive('\n').flat_map(|line| {
-        let mut rest = line;
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            let mut cut = rest.len().min(MAX_ENTRY);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let (head, tail) = rest.split_at(cut);
-            rest = tail;
-            Some(head)
-        })
-    })
-}
-
-/// Reads one output pipe of `proc` into its log until end of file.
-pub(crate) async fn pump<R: AsyncRead + Unpin>(mut pipe: R, stream: LogStream, proc: Arc<Managed>) {
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let ready = complete_utf8_len(&pending);
-        if ready == 0 {
-            continue;
-        }
-        let text = String::from_utf8_lossy(&pending[..ready]).into_owned();
-        pending.drain(..ready);
-        proc.append(stream, split_entries(&text));
-    }
-    if !pending.is_empty() {
-        let text = String::from_utf8_lossy(&pending).into_owned();
-        proc.append(stream, split_entries(&text));
-    }
-}
-
-/// The SSE response following `proc`'s log from `after`: kept entries, live ones, then `exit`.
-pub(crate) fn follow(proc: Arc<Managed>, filter: LogStreamFilter, after: u64, tail: Option<usize>) -> Response {
-    Sse::new(follow_stream(proc, filter, after, tail)).keep_alive(KeepAlive::default()).into_response()
-}
-
-struct Follow {
+/// Reads one output pipe of `proc` into its log until end of file. When the log is full and a
+/// follower has not read it yet, this waits, and so the process waits on its full pipe.
+///
+/// Once `exited` fires (the process is gone), reading stops after [`DRAIN_GRACE`] of reading time,
+/// in case a descendant that outlives it keeps the pipe open.
+pub(crate) async fn pump<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    stream: LogStream,
     proc: Arc<Managed>,
-    rx: tokio::sync::watch::Receiver<()>,
+    exited: CancellationToken,
+) {
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut exited_at: Option<tokio::time::Instant> = None;
+    let mut held = Duration::ZERO;
+    loop {
+        if buf.capacity() - buf.len() < COPY_BELOW {
+            buf.reserve(READ_SIZE);
+        }
+        let deadline = exited_at.map(|t| t + DRAIN_GRACE + held);
+        // Far in the future when there is no deadline yet (the branch is disabled then anyway).
+        let sleep_to = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+        let n = tokio::select! {
+            r = pipe.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = exited.cancelled(), if exited_at.is_none() => {
+                exited_at = Some(tokio::time::Instant::now());
+                continue;
+            }
+            _ = tokio::time::sleep_until(sleep_to), if deadline.is_some() => break,
+        };
+        let chunk = if n < COPY_BELOW {
+            let c = Bytes::copy_from_slice(&buf[..n]);
+            buf.clear();
+            c
+        } else {
+            buf.split().freeze()
+        };
+        let waited = proc.append(stream, split_lines(chunk)).await;
+        if exited_at.is_some() {
+            held += waited;
+        }
+    }
+}
+
+/// What a follower hands on next.
+enum Item {
+    Entries(Vec<LogEntry>),
+    Dropped(LogDropped),
+    Exit(ProcessInfo),
+    Quiet,
+}
+
+/// One client's read of a process's log, from `after` on; its place holds the process's output back
+/// while it has not read it.
+struct Follower {
+    proc: Arc<Managed>,
+    cursor: u64,
+    rx: watch::Receiver<()>,
     filter: LogStreamFilter,
     after: u64,
+    /// Each stream's offset after `after`, when known (for the byte counts of a gap).
+    next: Option<[u64; 2]>,
     tail: Option<usize>,
-    queue: VecDeque<Event>,
+    pending: Option<Vec<LogEntry>>,
     finished: bool,
 }
 
-fn follow_stream(
+impl Drop for Follower {
+    fn drop(&mut self) {
+        // Keep the place a little while: the client may reconnect with Last-Event-ID.
+        self.proc.detach(self.cursor);
+    }
+}
+
+impl Follower {
+    fn new(proc: Arc<Managed>, filter: LogStreamFilter, after: u64, tail: Option<usize>) -> Self {
+        // Subscribe before the first read, so nothing appended in between is missed.
+        let rx = proc.subscribe();
+        let cursor = proc.attach(after);
+        Self { proc, cursor, rx, filter, after, next: None, tail, pending: None, finished: false }
+    }
+
+    async fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(entries) = self.pending.take() {
+                return Some(Item::Entries(entries));
+            }
+            if self.finished {
+                return None;
+            }
+            // Read the exit state before the log: the exit is recorded only after the pipes are
+            // drained, so an empty read after seeing "exited" really is the end.
+            let exited = self.proc.exited_info();
+            let (gap, entries) = self.proc.read_log(
+                self.cursor,
+                self.filter,
+                &mut self.after,
+                &mut self.next,
+                self.tail.take(),
+                FOLLOW_BATCH,
+            );
+            if let Some(gap) = gap {
+                if !entries.is_empty() {
+                    self.pending = Some(entries);
+                }
+                return Some(Item::Dropped(gap));
+            }
+            if !entries.is_empty() {
+                return Some(Item::Entries(entries));
+            }
+            if let Some(info) = exited {
+                self.finished = true;
+                return Some(Item::Exit(info));
+            }
+            match tokio::time::timeout(KEEP_ALIVE, self.rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return None,
+                Err(_) => return Some(Item::Quiet),
+            }
+        }
+    }
+}
+
+/// The follow response in the form the client asked for.
+pub(crate) fn follow(
     proc: Arc<Managed>,
     filter: LogStreamFilter,
     after: u64,
     tail: Option<usize>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    // Subscribe before the first read, so nothing appended in between is missed.
-    let rx = proc.subscribe();
-    let state = Follow { proc, rx, filter, after, tail, queue: VecDeque::new(), finished: false };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(ev) = st.queue.pop_front() {
-                return Some((Ok(ev), st));
-            }
-            if st.finished {
-                return None;
-            }
-            // Read the exit state before the log: once exited, the log is complete, so an empty read
-            // after seeing "exited" really is the end.
-            let exited = st.proc.exited_info();
-            let entries = st.proc.log_query(st.filter, st.after, st.tail.take());
-            if let Some(last) = entries.last() {
-                st.after = last.seq;
-            }
+    frames: bool,
+) -> Response {
+    let follower = Follower::new(proc, filter, after, tail);
+    if frames {
+        let body = Body::from_stream(futures::stream::unfold(follower, |mut f| async move {
+            let item = f.next().await?;
+            Some((Ok::<_, Infallible>(encode_frames(item)), f))
+        }));
+        ([(header::CONTENT_TYPE, frame::MEDIA_TYPE), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    } else {
+        Sse::new(sse_stream(follower)).into_response()
+    }
+}
+
+fn put_header(buf: &mut BytesMut, kind: u8, len: usize) {
+    buf.put_u8(kind);
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+}
+
+fn put_json(buf: &mut BytesMut, kind: u8, value: &impl serde::Serialize) {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    put_header(buf, kind, json.len());
+    buf.put_slice(&json);
+}
+
+/// One item as binary frames (see [`frame`]).
+fn encode_frames(item: Item) -> Bytes {
+    match item {
+        Item::Entries(entries) => {
+            let size: usize =
+                entries.iter().map(|e| frame::HEADER_LEN + frame::DATA_PREFIX_LEN + e.data.len()).sum();
+            let mut buf = BytesMut::with_capacity(size);
             for e in &entries {
-                let data = serde_json::to_string(e).unwrap_or_default();
-                st.queue.push_back(Event::default().event(LOG_EVENT).id(e.seq.to_string()).data(data));
+                let kind = match e.stream {
+                    LogStream::Stdout => frame::STDOUT,
+                    LogStream::Stderr => frame::STDERR,
+                };
+                put_header(&mut buf, kind, frame::DATA_PREFIX_LEN + e.data.len());
+                buf.put_u64(e.seq);
+                buf.put_u64(e.offset);
+                buf.put_u64(e.time_ms);
+                buf.put_slice(&e.data);
             }
-            if !entries.is_empty() {
-                continue;
+            buf.freeze()
+        }
+        Item::Dropped(gap) => {
+            let mut buf = BytesMut::new();
+            put_json(&mut buf, frame::DROPPED, &gap);
+            buf.freeze()
+        }
+        Item::Exit(info) => {
+            let mut buf = BytesMut::new();
+            put_json(&mut buf, frame::EXIT, &info);
+            buf.freeze()
+        }
+        Item::Quiet => {
+            let mut buf = BytesMut::with_capacity(frame::HEADER_LEN);
+            put_header(&mut buf, frame::KEEP_ALIVE, 0);
+            buf.freeze()
+        }
+    }
+}
+
+/// The follower as server-sent events: one `log` event per entry (base64 data in JSON).
+fn sse_stream(follower: Follower) -> impl Stream<Item = Result<Event, Infallible>> {
+    let state = (follower, std::collections::VecDeque::<Event>::new());
+    futures::stream::unfold(state, |(mut f, mut queue)| async move {
+        loop {
+            if let Some(ev) = queue.pop_front() {
+                return Some((Ok(ev), (f, queue)));
             }
-            if let Some(info) = exited {
-                let data = serde_json::to_string(&info).unwrap_or_default();
-                st.queue.push_back(Event::default().event(EXIT_EVENT).data(data));
-                st.finished = true;
-                continue;
-            }
-            if st.rx.changed().await.is_err() {
-                // The process record is gone (deleted): end the stream.
-                st.finished = true;
+            match f.next().await? {
+                Item::Entries(entries) => {
+                    for e in &entries {
+                        let data = serde_json::to_string(e).unwrap_or_default();
+                        queue.push_back(Event::default().event(LOG_EVENT).id(e.seq.to_string()).data(data));
+                    }
+                }
+                Item::Dropped(gap) => {
+                    let data = serde_json::to_string(&gap).unwrap_or_default();
+                    queue.push_back(Event::default().event(DROPPED_EVENT).id(gap.through_seq.to_string()).data(data));
+                }
+                Item::Exit(info) => {
+                    let data = serde_json::to_string(&info).unwrap_or_default();
+                    queue.push_back(Event::default().event(EXIT_EVENT).data(data));
+                }
+                Item::Quiet => queue.push_back(Event::default().comment("keep-alive")),
             }
         }
     })
@@ -186,25 +285,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ring_drops_oldest_and_queries() {
-        let mut log = LogBuffer::new((ENTRY_OVERHEAD as u64 + 2) * 3);
-        for i in 0..5 {
-            log.push(if i % 2 == 0 { LogStream::Stdout } else { LogStream::Stderr }, format!("{i}\n"));
-        }
-        let all = log.query(LogStreamFilter::Combined, 0, None);
-        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
-        assert!(log.dropped_after(0));
-        assert!(!log.dropped_after(2));
-        let out = log.query(LogStreamFilter::Stdout, 0, None);
-        assert_eq!(out.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), vec!["2\n", "4\n"]);
-        assert_eq!(log.query(LogStreamFilter::Combined, 3, Some(1))[0].seq, 5);
-    }
-
-    #[test]
-    fn splits_lines() {
-        let v: Vec<&str> = split_entries("a\nb\nc").collect();
-        assert_eq!(v, vec!["a\n", "b\n", "c"]);
-        let long = "x".repeat(MAX_ENTRY + 1);
-        assert_eq!(split_entries(&long).count(), 2);
+    fn few_lines_are_split_many_are_not() {
+        let v = split_lines(Bytes::from_static(b"a\nb\nc"));
+        assert_eq!(v, vec![Bytes::from_static(b"a\n"), Bytes::from_static(b"b\n"), Bytes::from_static(b"c")]);
+        assert_eq!(split_lines(Bytes::from_static(b"one line\n")).len(), 1);
+        let many = Bytes::from("x\n".repeat(MAX_SPLIT_LINES + 1));
+        assert_eq!(split_lines(many).len(), 1);
     }
 }

@@ -5,23 +5,25 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use nix::sys::signal::Signal;
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
 
-use super::logs::{pump, LogBuffer};
+use super::logs::pump;
 use super::os::{exit_parts, now_ms, signal_group, spawn_error, Spec};
+use super::ring::{Full, LogBuffer};
 use crate::api::process::{
-    CreateProcessRequest, LogEntry, LogStream, LogStreamFilter, ProcessInfo, ProcessLimits, ProcessStatus,
+    CreateProcessRequest, LogDropped, LogEntry, LogStream, LogStreamFilter, ProcessInfo, ProcessLimits, ProcessStatus,
 };
 use crate::api::ProblemKind;
 use crate::server::fs::FsRoot;
 use crate::server::ApiError;
 
-/// After a managed process exits, how long to keep reading output that descendants still write
-/// before declaring it exited anyway (its log is then complete in every ordinary case).
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// The longest `holdOutputMs` may be.
+const MAX_HOLD: Duration = Duration::from_secs(600);
 /// How long a write to a managed process's stdin may block (the process is not reading) before failing.
 const STDIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,6 +48,8 @@ pub(crate) struct Managed {
     log: Mutex<LogBuffer>,
     /// Bumped on every log append and on exit; followers wait on it.
     changed: watch::Sender<()>,
+    /// Woken when a reader moves on or leaves; a pipe reader waiting for room in the log waits on it.
+    room: Notify,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
 }
 
@@ -89,22 +93,100 @@ impl Managed {
         }
     }
 
-    pub(crate) fn append<'a>(&self, stream: LogStream, chunks: impl Iterator<Item = &'a str>) {
-        {
-            let mut log = lock(&self.log);
-            for c in chunks {
-                log.push(stream, c.to_owned());
+    /// Adds output to the log, waiting while it is full of output a follower has not read yet.
+    /// Returns how long it waited.
+    pub(crate) async fn append(&self, stream: LogStream, pieces: Vec<Bytes>) -> Duration {
+        let mut waited = Duration::ZERO;
+        for piece in pieces {
+            loop {
+                // Listen before trying, so a reader moving on in between is not missed.
+                let room = self.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                let pushed = lock(&self.log).try_push(stream, &piece);
+                match pushed {
+                    Ok(()) => {
+                        self.changed.send_replace(());
+                        break;
+                    }
+                    Err(Full { retry_at }) => {
+                        let t = std::time::Instant::now();
+                        match retry_at {
+                            Some(at) => {
+                                let _ = tokio::time::timeout_at(at.into(), room).await;
+                            }
+                            None => room.await,
+                        }
+                        waited += t.elapsed();
+                    }
+                }
             }
         }
-        self.changed.send_replace(());
+        waited
     }
 
     pub(crate) fn log_query(&self, filter: LogStreamFilter, after: u64, tail: Option<usize>) -> Vec<LogEntry> {
         lock(&self.log).query(filter, after, tail)
     }
 
-    pub(crate) fn log_dropped_after(&self, after: u64) -> bool {
+    pub(crate) fn log_dropped_after(&self, after: u64) -> Option<LogDropped> {
         lock(&self.log).dropped_after(after)
+    }
+
+    /// A follower's place in the log, from `after` on.
+    pub(crate) fn attach(&self, after: u64) -> u64 {
+        lock(&self.log).attach(after)
+    }
+
+    /// The follower went away: its place lingers a while, then stops holding output back.
+    pub(crate) fn detach(&self, cursor: u64) {
+        lock(&self.log).detach(cursor);
+        self.room.notify_waiters();
+    }
+
+    /// A follower's next read: a gap marker when output after its place was dropped, then up to
+    /// about `max_bytes` of entries (the last `tail` ones instead, when given). Moves the follower's
+    /// place (`after`, and its streams' offsets `next`) past what it returns.
+    pub(crate) fn read_log(
+        &self,
+        cursor: u64,
+        filter: LogStreamFilter,
+        after: &mut u64,
+        next: &mut Option<[u64; 2]>,
+        tail: Option<usize>,
+        max_bytes: usize,
+    ) -> (Option<LogDropped>, Vec<LogEntry>) {
+        let mut log = lock(&self.log);
+        let gap = log.gap_after(*after, *next);
+        if let Some(g) = &gap {
+            *after = g.through_seq;
+            *next = None;
+        }
+        if next.is_none() {
+            *next = log.offsets_after(*after);
+        }
+        let entries = match tail {
+            Some(n) => {
+                let v = log.query(filter, *after, Some(n));
+                *after = log.last_seq();
+                *next = Some(log.written());
+                v
+            }
+            None => {
+                let (v, through) = log.read(filter, *after, max_bytes, next);
+                *after = through;
+                v
+            }
+        };
+        log.advance(cursor, *after);
+        drop(log);
+        self.room.notify_waiters();
+        (gap, entries)
+    }
+    /// Stops every follower's place from holding output back.
+    pub(crate) fn release_readers(&self) {
+        lock(&self.log).clear_cursors();
+        self.room.notify_waiters();
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
@@ -273,13 +355,20 @@ impl ProcessManager {
                 "managed processes have no terminal; open one with GET /v1/pty (a WebSocket) instead of `tty: true`",
             ));
         }
+        let hold = req.hold_output_ms.map(Duration::from_millis);
+        if hold.is_some_and(|h| h > MAX_HOLD) {
+            return Err(ApiError::bad_request(format!("`holdOutputMs` is at most {}", MAX_HOLD.as_millis())));
+        }
         let spec = Spec::new(&self.fs, req.command, req.args, req.shell, req.cwd, req.env).await?;
         let slot = self.reserve()?;
         let mut cmd = spec.command();
         cmd.process_group(0).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| spawn_error(&spec.program, &e))?;
         let pid = child.id().ok_or_else(|| ApiError::internal("the child exited before it had a pid"))?;
-        let limit = self.limits().max_log_bytes_per_process;
+        let mut log = LogBuffer::new(self.limits().max_log_bytes_per_process);
+        if let Some(h) = hold {
+            log.hold_until(std::time::Instant::now() + h);
+        }
         let (changed, _) = watch::channel(());
 
         let mut table = lock(&self.table);
@@ -293,8 +382,9 @@ impl ProcessManager {
             cwd: spec.cwd_display(),
             started_at_ms: now_ms(),
             exit: Mutex::new(None),
-            log: Mutex::new(LogBuffer::new(limit)),
+            log: Mutex::new(log),
             changed,
+            room: Notify::new(),
             stdin: tokio::sync::Mutex::new(child.stdin.take()),
         });
         table.procs.insert(n, proc.clone());
@@ -303,19 +393,20 @@ impl ProcessManager {
         slot.held = false;
         drop(table);
 
+        let exited = CancellationToken::new();
         let readers = [
-            child.stdout.take().map(|p| tokio::spawn(pump(p, LogStream::Stdout, proc.clone()))),
-            child.stderr.take().map(|p| tokio::spawn(pump(p, LogStream::Stderr, proc.clone()))),
+            child.stdout.take().map(|p| tokio::spawn(pump(p, LogStream::Stdout, proc.clone(), exited.clone()))),
+            child.stderr.take().map(|p| tokio::spawn(pump(p, LogStream::Stderr, proc.clone(), exited.clone()))),
         ];
         let watcher = proc.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
-            let drain = async {
-                for r in readers.into_iter().flatten() {
-                    let _ = r.await;
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_GRACE, drain).await;
+            // The readers finish on their own: at end of file, or a grace period after this (for
+            // descendants that keep the pipes open), not counting time a slow follower held them.
+            exited.cancel();
+            for r in readers.into_iter().flatten() {
+                let _ = r.await;
+            }
             let (code, signal) = match status {
                 Ok(s) => exit_parts(s),
                 Err(e) => {
@@ -357,6 +448,8 @@ impl ProcessManager {
                 )));
             }
             signal_group(proc.pgid(), Signal::SIGKILL)?;
+            // Nobody will read it now: let the pipe readers drain instead of waiting for followers.
+            proc.release_readers();
             proc.wait_exit(Duration::from_secs(10)).await;
         }
         let n = id.strip_prefix("proc_").and_then(|n| n.parse::<u64>().ok());
@@ -377,6 +470,7 @@ impl ProcessManager {
         };
         for p in &procs {
             let _ = signal_group(p.pgid(), Signal::SIGKILL);
+            p.release_readers();
         }
         for pgid in ptys {
             let _ = signal_group(pgid, Signal::SIGKILL);

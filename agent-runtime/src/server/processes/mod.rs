@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
 use crate::api::process::{
-    CreateProcessRequest, DeleteQuery, LogStreamFilter, LogsQuery, LogsResponse, ProcessInfo, ProcessInputRequest,
+    frame, CreateProcessRequest, DeleteQuery, LogStreamFilter, LogsQuery, LogsResponse, ProcessInfo, ProcessInputRequest,
     ProcessInputResponse, ProcessLimits, ProcessLimitsUpdate, ProcessList, RunRequest, RunResponse, SignalRequest,
     WaitQuery,
 };
@@ -29,6 +29,7 @@ use crate::api::Problem;
 mod logs;
 mod manager;
 pub(crate) mod os;
+mod ring;
 mod run;
 
 pub use manager::ProcessManager;
@@ -54,8 +55,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// Run a command to completion and return its output, exit code and duration.
 ///
 /// The command runs in its own process group; when `timeoutMs` expires the whole group is killed
-/// (SIGKILL) and `timedOut` is true. Output beyond `maxOutputBytes` is drained and dropped, and flagged
-/// with `stdoutTruncated`/`stderrTruncated`.
+/// (SIGKILL) and `timedOut` is true. Output is returned byte for byte, base64 in `stdoutBase64` and
+/// `stderrBase64`; output beyond `maxOutputBytes` is drained and dropped, and flagged with
+/// `stdoutTruncated`/`stderrTruncated`. For more output than that, start a managed process and follow it.
 #[utoipa::path(post, path = "/v1/processes/run", tag = "processes", request_body = RunRequest,
     responses(
         (status = 200, description = "The command ran (whatever its exit code)", body = RunResponse),
@@ -152,19 +154,29 @@ async fn delete_process(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A managed process's output.
+/// A managed process's output, byte for byte.
 ///
-/// Without `follow`, the kept entries as JSON. With `follow=true` or `Accept: text/event-stream`,
-/// server-sent events: every kept entry, then live ones as they are written (`event: log`, `id:` =
-/// the entry's seq, data = a LogEntry), and when the process has exited and its output is complete,
-/// one `event: exit` whose data is the ProcessInfo; then the stream ends. Reconnect with
-/// `Last-Event-ID` (or `after`) to resume without losing or repeating entries.
+/// Without `follow`, the kept entries as JSON (data base64). With `follow=true`, `Accept:
+/// text/event-stream` or `Accept: application/vnd.sbx.log-frames`, a stream: every kept entry, then
+/// live ones as they are written, and when the process has exited and its output is complete, the
+/// exit (its ProcessInfo); then the stream ends. As binary frames when `Accept` names
+/// `application/vnd.sbx.log-frames` (raw bytes, for bulk output: 1-byte kind, 4-byte big-endian
+/// length, payload; see LogFrames), else as server-sent events (`event: log`, `id:` = the entry's seq,
+/// data = a LogEntry; `event: exit`). Reconnect with `Last-Event-ID` (or `after`) to resume without
+/// losing or repeating entries.
+///
+/// A follower is never skipped over: while it has not read the log, a process that outruns it waits
+/// (its pipe is not read), and a follower that disconnects keeps its place for 30 s. Output that
+/// nobody followed and that outgrew `maxLogBytesPerProcess` is dropped, and a reader that reaches
+/// the gap gets an explicit marker first (`event: dropped` / a DROPPED frame: a LogDropped with the
+/// byte counts).
 #[utoipa::path(get, path = "/v1/processes/{id}/logs", tag = "processes",
     params(("id" = String, Path, description = "Process id"), LogsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq (SSE reconnects)")),
     responses(
         (status = 200, description = "Entries as JSON, or a server-sent event stream when following",
-            content((LogsResponse = "application/json"), (crate::api::process::LogSseEvent = "text/event-stream"))),
+            content((LogsResponse = "application/json"), (crate::api::process::LogSseEvent = "text/event-stream"),
+                (crate::api::process::LogFrames = "application/vnd.sbx.log-frames"))),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such process", body = Problem, content_type = "application/problem+json"),
@@ -187,17 +199,23 @@ async fn process_logs(
         None => None,
     };
     let after = last_event_id.or(q.after).unwrap_or(0);
-    let wants_sse = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    if q.follow.unwrap_or(false) || wants_sse {
-        return Ok(logs::follow(proc, filter, after, q.tail));
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let wants_frames = accept.contains(frame::MEDIA_TYPE);
+    let wants_sse = accept.contains("text/event-stream");
+    if q.follow.unwrap_or(false) || wants_sse || wants_frames {
+        return Ok(logs::follow(proc, filter, after, q.tail, wants_frames));
     }
     let status = proc.info().status;
     let entries = proc.log_query(filter, after, q.tail);
-    let dropped = proc.log_dropped_after(after);
-    Ok(ApiJson(LogsResponse { entries, status, dropped }).into_response())
+    let gap = proc.log_dropped_after(after).unwrap_or_default();
+    Ok(ApiJson(LogsResponse {
+        entries,
+        status,
+        dropped: gap.through_seq > 0,
+        dropped_stdout_bytes: gap.stdout_bytes,
+        dropped_stderr_bytes: gap.stderr_bytes,
+    })
+    .into_response())
 }
 
 /// Write to a managed process's stdin, and optionally close it (`eof`).

@@ -180,41 +180,9 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// How many bytes of `b` end on a UTF-8 character boundary: a multi-byte character cut off at the end
-/// is held back so that the next read can complete it.
-pub(crate) fn complete_utf8_len(b: &[u8]) -> usize {
-    let n = b.len();
-    for back in 1..=n.min(3) {
-        let c = b[n - back];
-        if c & 0xC0 == 0x80 {
-            continue; // a continuation byte: keep looking for the lead byte
-        }
-        let need = match c {
-            0xF0..=0xF7 => 4,
-            0xE0..=0xEF => 3,
-            0xC0..=0xDF => 2,
-            _ => 1,
-        };
-        return if need > back { n - back } else { n };
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utf8_tails_are_held_back() {
-        assert_eq!(complete_utf8_len(b"abc"), 3);
-        let e = "é".as_bytes(); // 2 bytes
-        assert_eq!(complete_utf8_len(&[b'a', e[0]]), 1);
-        assert_eq!(complete_utf8_len(&[b'a', e[0], e[1]]), 3);
-        let euro = "€".as_bytes(); // 3 bytes
-        assert_eq!(complete_utf8_len(&euro[..2]), 0);
-        assert_eq!(complete_utf8_len(euro), 3);
-        assert_eq!(complete_utf8_len(&[0x80, 0x80, 0x80, 0x80]), 4);
-    }
 
     #[test]
     fn signals_parse_and_name() {

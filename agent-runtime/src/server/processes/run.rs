@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::os::{complete_utf8_len, exit_parts, signal_group, spawn_error, Spec};
+use super::os::{exit_parts, signal_group, spawn_error, Spec};
 use super::ProcessManager;
 use crate::api::process::{RunRequest, RunResponse};
 use crate::server::ApiError;
@@ -117,25 +117,16 @@ pub(crate) async fn run(mgr: &ProcessManager, req: RunRequest) -> Result<RunResp
     let (stdout, stdout_truncated) = out.map_err(|e| ApiError::internal(format!("reading stdout: {e}")))?;
     let (stderr, stderr_truncated) = err.map_err(|e| ApiError::internal(format!("reading stderr: {e}")))?;
     let (exit_code, signal) = exit_parts(status);
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     Ok(RunResponse {
         exit_code,
         signal,
-        stdout_base64: req.binary.then(|| b64(&stdout)),
-        stderr_base64: req.binary.then(|| b64(&stderr)),
-        stdout: text(&stdout, stdout_truncated),
-        stderr: text(&stderr, stderr_truncated),
+        stdout: stdout.into(),
+        stderr: stderr.into(),
         stdout_truncated,
         stderr_truncated,
         duration_ms,
         timed_out,
     })
-}
-
-/// Output as text; a character cut in half by truncation is dropped rather than shown as `�`.
-fn text(bytes: &[u8], truncated: bool) -> String {
-    let end = if truncated { complete_utf8_len(bytes) } else { bytes.len() };
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 /// Reads `pipe` to the end (or until cancelled), keeping the first `cap` bytes.
