@@ -305,10 +305,10 @@ async fn logs_keep_at_most_the_configured_bytes() {
     let rt = TestRuntime::start().await;
     let update = ProcessLimitsUpdate { max_log_bytes_per_process: Some(2000), ..Default::default() };
     rt.client.set_process_config(update).await.unwrap();
-    // One write per line, so the output arrives in many reads (one big read would be one entry).
-    let p = rt.client.start_process(&CreateProcessRequest::shell("for i in $(seq 1 1000); do echo $i; done")).await.unwrap();
+    // Nearly 600 kB: many reads of the pipe (one read, however big, is kept whole as the newest entry).
+    let p = rt.client.start_process(&CreateProcessRequest::shell("seq 1 100000")).await.unwrap();
     wait_exited(&rt.client, &p.id).await;
-    let all: Vec<u8> = (1..=1000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+    let all: Vec<u8> = (1..=100000).flat_map(|i| format!("{i}\n").into_bytes()).collect();
     let logs = rt.client.process_logs(&p.id, &LogsQuery::default()).await.unwrap();
     assert!(logs.dropped);
     let kept: Vec<u8> = logs.entries.iter().flat_map(|e| e.data.iter().copied()).collect();
