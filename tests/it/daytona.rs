@@ -173,6 +173,10 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     let out = cli.run(&["exec", "dt", "--", "sh", "-c", "exit 3"]).await;
     assert_eq!(out.status.code(), Some(3));
+    // Output is bytes through the fake's proxy too: 16 MiB of random bytes, as the sandbox hashes them.
+    let want = cli.ok(&["exec", "dt", "--", "sh", "-c", crate::output_bytes::RANDOM_16_MIB]).await;
+    let got = cli.ok(&["exec", "dt", "--", "cat", "/tmp/random.bin"]).await;
+    crate::output_bytes::assert_sha256sum(&want.stdout, &got.stdout);
 
     let src = cli.home.path().join("hello.txt");
     std::fs::write(&src, "hello daytona\n").expect("write");

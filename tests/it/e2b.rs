@@ -189,6 +189,10 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     let out = cli.run(&["exec", "eb", "--", "sh", "-c", "exit 3"]).await;
     assert_eq!(out.status.code(), Some(3));
+    // Output is bytes through the fake's proxy too: 16 MiB of random bytes, as the sandbox hashes them.
+    let want = cli.ok(&["exec", "eb", "--", "sh", "-c", crate::output_bytes::RANDOM_16_MIB]).await;
+    let got = cli.ok(&["exec", "eb", "--", "cat", "/tmp/random.bin"]).await;
+    crate::output_bytes::assert_sha256sum(&want.stdout, &got.stdout);
 
     let src = cli.home.path().join("hello.txt");
     std::fs::write(&src, "hello e2b\n").expect("write");

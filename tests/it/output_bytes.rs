@@ -16,6 +16,17 @@ use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
 
+/// A shell line that makes 16 MiB of random bytes at /tmp/random.bin and prints `sha256sum` of them
+/// (the sandbox's own hash: the oracle is on the far side).
+pub(crate) const RANDOM_16_MIB: &str = "head -c 16777216 /dev/urandom > /tmp/random.bin && sha256sum /tmp/random.bin";
+
+/// Checks that `got` hashes to what `sha256sum` printed in the sandbox.
+pub(crate) fn assert_sha256sum(sha256sum_out: &[u8], got: &[u8]) {
+    let want = std::str::from_utf8(sha256sum_out).expect("sha256sum output").split_whitespace().next().expect("a hash");
+    assert_eq!(got.len(), 16 * MIB, "byte count through sbx exec");
+    assert_eq!(sha(got), want, "bytes through sbx exec differ from the sandbox's file");
+}
+
 fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
