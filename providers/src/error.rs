@@ -69,6 +69,25 @@ pub enum Error {
     /// The runtime inside the sandbox did not come up or stopped answering.
     #[error("the sbx-agent runtime {0}")]
     Runtime(String),
+    /// The provider's API refused a request with an HTTP error status (one that has no variant of
+    /// its own: 401/403 are [`Error::Auth`], 429 is [`Error::RateLimited`], 404 of a sandbox is
+    /// [`Error::NotFound`]).
+    #[error(
+        "{provider}: {op} failed (HTTP {status}): {message}{}",
+        request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default()
+    )]
+    Api {
+        /// The provider.
+        provider: &'static str,
+        /// What sbx asked for (`create`, `list`, `execute`…).
+        op: String,
+        /// The HTTP status.
+        status: u16,
+        /// The provider's message (from its error body).
+        message: String,
+        /// The provider's id of the request, to quote to its support, when it sent one.
+        request_id: Option<String>,
+    },
     /// Anything else the provider reported.
     #[error("{provider}: {message}")]
     Provider {

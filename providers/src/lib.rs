@@ -32,7 +32,9 @@ pub mod daytona;
 pub mod docker;
 pub mod e2b;
 mod error;
+pub mod http;
 pub mod local;
+mod util;
 
 pub use error::{Error, Result};
 

@@ -21,7 +21,7 @@ async fn fake() -> Option<FakeDaytona> {
 fn provider(fake: &FakeDaytona) -> DaytonaProvider {
     DaytonaProvider::new(fake.api_url(), fake.api_key())
         .expect("provider")
-        .with_retry(RetryPolicy { attempts: 3, base: Duration::from_millis(50), max: Duration::from_secs(2) })
+        .with_retry(RetryPolicy { attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2), ..RetryPolicy::default() })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ fn provider(fake: &FakeE2b) -> E2bProvider {
         .expect("provider")
         .with_api_url(fake.url())
         .with_sandbox_url(fake.url())
-        .with_retry(RetryPolicy { attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2) })
+        .with_retry(RetryPolicy { attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2), ..RetryPolicy::default() })
 }
 
 fn unix_now() -> u64 {

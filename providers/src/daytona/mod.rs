@@ -68,8 +68,9 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-pub use client::RetryPolicy;
-use client::{Answer, Http};
+pub use crate::http::RetryPolicy;
+use crate::http::{retryable_status, Http, Resend};
+use client::Api;
 
 use crate::{
     labels, ByteStream, Capabilities, Endpoint, Error, ExecOutput, ExecSpec, Labels, Provider, Result, Sandbox,
@@ -112,7 +113,7 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The Daytona provider.
 pub struct DaytonaProvider {
-    http: Http,
+    http: Api,
     snapshot: Option<String>,
     target: Option<String>,
     auto_stop: u32,
@@ -145,8 +146,17 @@ impl DaytonaProvider {
             .user_agent(concat!("sbx/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Unavailable { provider: NAME, message: format!("HTTP client: {e}") })?;
+        let http = Http {
+            client,
+            provider: NAME,
+            key_env: ENV_API_KEY,
+            reach_hint: client::REACH_HINT,
+            timeout: REQUEST_TIMEOUT,
+            // More patient than the default: creates and state changes queue behind others.
+            retry: RetryPolicy { attempts: 5, max_delay: Duration::from_secs(30), ..RetryPolicy::default() },
+        };
         Ok(Self {
-            http: Http { client, api_url: api_url.into(), api_key: api_key.into(), retry: RetryPolicy::default() },
+            http: Api { http, api_url: api_url.into(), api_key: api_key.into() },
             snapshot: None,
             target: None,
             auto_stop: DEFAULT_AUTO_STOP_MINUTES,
@@ -203,7 +213,7 @@ impl DaytonaProvider {
 
     /// Retries per this policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
+        self.http.http.retry = retry;
         self
     }
 
@@ -226,8 +236,7 @@ impl DaytonaProvider {
         all.insert(labels::NAME.into(), spec.name.clone());
         all.insert(CREATE_NONCE_LABEL.into(), nonce.into());
         if let Some(ttl) = spec.ttl {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            all.insert(labels::EXPIRES_AT.into(), (now + ttl.as_secs()).to_string());
+            all.insert(labels::EXPIRES_AT.into(), (crate::util::unix_now() + ttl.as_secs()).to_string());
         }
         let mut body = json!({
             "name": name,
@@ -358,41 +367,33 @@ impl DaytonaProvider {
         let url = format!("{}/process/execute", self.toolbox_base(id).await?);
         let secs = timeout.as_secs().max(1);
         let body = json!({"command": command, "timeout": secs});
-        // Not `send`: a command is not idempotent, so only answers that say it did not run are retried
-        // (429, and 502/503 from the proxy while the sandbox changes state), never a timeout.
-        let retry = self.http.retry;
-        let mut attempt = 0;
-        let resp = loop {
-            let req = self.http.url(Method::POST, &url).json(&body).timeout(timeout + Duration::from_secs(5));
-            match self.http.once(req, "execute").await {
-                Ok(Answer::Ok(r)) => break Ok(r),
-                Ok(Answer::Failed(e))
-                    if matches!(e.status.as_u16(), 429 | 502 | 503) && attempt + 1 < retry.attempts =>
-                {
-                    tokio::time::sleep(retry.delay(attempt, e.retry_after)).await;
-                    attempt += 1;
-                }
-                Ok(Answer::Failed(e)) => break Err(client::to_error(e, "execute", id)),
-                Err(Error::Timeout { .. }) => {
-                    break Err(Error::Timeout { op: format!("exec in daytona sandbox `{id}`"), after: timeout })
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        let resp = match resp {
+        // A command is not idempotent: only answers that say it did not run are retried (429, and
+        // 502/503 from the proxy while the sandbox changes state), never a timeout.
+        let make = || self.http.url(Method::POST, &url).json(&body).timeout(timeout + Duration::from_secs(5));
+        let timed_out = || Error::Timeout { op: format!("exec in daytona sandbox `{id}`"), after: timeout };
+        let reply = match self.http.http.send("execute", make, client::execute_not_run, Resend::Never).await {
             Ok(r) => r,
-            Err(Error::Provider { message, .. }) if message.contains("HTTP 408") => {
-                return Err(Error::Timeout { op: format!("exec in daytona sandbox `{id}`"), after: timeout })
-            }
-            Err(Error::Provider { message, .. }) if message.contains("HTTP 400") && message.contains("started") => {
-                return Err(Error::Provider {
-                    provider: NAME,
-                    message: format!("sandbox `{id}` is not running ({message}); resume it with `sbx resume`"),
-                })
-            }
+            Err(Error::Timeout { .. }) => return Err(timed_out()),
             Err(e) => return Err(e),
         };
-        let v: Value = resp.json().await.map_err(|e| Error::Provider { provider: NAME, message: format!("execute: bad JSON: {e}") })?;
+        match reply.status.as_u16() {
+            200..=299 => {}
+            // The toolbox's own limit on the command ran out.
+            408 => return Err(timed_out()),
+            // The proxy refuses a sandbox that is not started (stopped, archived): say so.
+            400 => {
+                let state = self.get_raw(id).await.ok().flatten().and_then(|v| v.get("state").and_then(Value::as_str).map(str::to_owned));
+                return Err(match state {
+                    Some(state) if state != "started" => Error::Provider {
+                        provider: NAME,
+                        message: format!("sandbox `{id}` is not running (it is {state}); resume it with `sbx resume`"),
+                    },
+                    _ => self.http.http.error(&reply, "execute", Some(id)),
+                });
+            }
+            _ => return Err(self.http.http.error(&reply, "execute", Some(id))),
+        }
+        let v = client::json_of(&reply, "execute")?;
         let code = v.get("exitCode").and_then(Value::as_i64).unwrap_or(-1);
         Ok((code, v.get("result").and_then(Value::as_str).unwrap_or_default().to_owned()))
     }
@@ -416,10 +417,8 @@ impl DaytonaProvider {
             .header(reqwest::header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
             .timeout(UPLOAD_TIMEOUT)
             .body(reqwest::Body::wrap_stream(stream));
-        match self.http.once(req, "upload").await? {
-            Answer::Ok(_) => Ok(()),
-            Answer::Failed(e) => Err(client::to_error(e, "upload", id)),
-        }
+        let reply = self.http.http.once("upload", req).await?;
+        self.http.http.ok(reply, "upload", Some(id)).map(drop)
     }
 }
 
@@ -460,7 +459,7 @@ fn to_sandbox(v: &Value) -> Sandbox {
         labels,
         state: state_of(v.get("state").and_then(Value::as_str).unwrap_or("unknown")),
         image: v.get("snapshot").and_then(Value::as_str).map(str::to_owned),
-        created_at: v.get("createdAt").and_then(Value::as_str).and_then(crate::docker::parse_rfc3339),
+        created_at: v.get("createdAt").and_then(Value::as_str).and_then(crate::util::parse_rfc3339),
     }
 }
 
@@ -539,35 +538,30 @@ impl Provider for DaytonaProvider {
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {
-        let short: String = spec.name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
-        let name = format!("sbx-{short}-{}", crate::random_hex(2));
+        let name = crate::util::fresh_name(&spec.name, 40);
         let nonce = crate::random_hex(8);
         let body = self.create_body(spec, &name, &nonce)?;
         let nonce_labels = Labels::from([(CREATE_NONCE_LABEL.to_owned(), nonce.clone())]);
-        let retry = self.http.retry;
+        let http = &self.http.http;
         let mut attempt = 0;
+        // Not `send`: between tries, a create looks for what the failed try may have made.
         let created: Result<Value> = loop {
-            let last = attempt + 1 >= retry.attempts;
+            let last = attempt + 1 >= http.retry.attempts;
             let req = self.http.api(Method::POST, "/sandbox").json(&body).timeout(STATE_TIMEOUT);
-            let (err, retry_after) = match self.http.once(req, "create").await {
-                Ok(Answer::Ok(resp)) => {
-                    break resp.json::<Value>().await.map_err(|e| Error::Provider { provider: NAME, message: format!("create: bad JSON: {e}") })
-                }
-                Ok(Answer::Failed(e)) if client::retryable(e.status) => {
-                    let ra = e.retry_after;
-                    (client::to_error(e, "create", ""), ra)
-                }
-                Ok(Answer::Failed(e)) if e.status == reqwest::StatusCode::NOT_FOUND => {
+            let (err, retry_after) = match http.once("create", req).await {
+                Ok(r) if r.status.is_success() => break client::json_of(&r, "create"),
+                Ok(r) if retryable_status(r.status) => (http.error(&r, "create", None), r.retry_after()),
+                Ok(r) if r.status == reqwest::StatusCode::NOT_FOUND => {
                     let image = spec.image.clone().or_else(|| self.snapshot.clone()).unwrap_or_else(|| "(default snapshot)".into());
                     break Err(Error::ImageNotFound {
                         image,
                         hint: format!(
                             "Daytona says: {}. Create the snapshot (templates/daytona/build.sh --push) or name an image with a tag (`debian:12`)",
-                            e.message
+                            r.message()
                         ),
                     });
                 }
-                Ok(Answer::Failed(e)) => break Err(client::to_error(e, "create", "")),
+                Ok(r) => break Err(http.error(&r, "create", None)),
                 Err(e) => (e, None),
             };
             // A 5xx or a lost answer may still have made it: adopt that one rather than make a second.
@@ -578,10 +572,10 @@ impl Provider for DaytonaProvider {
                     }
                 }
             }
-            if last {
-                break Err(err);
+            match http.retry.wait(attempt, retry_after) {
+                Some(wait) if !last => tokio::time::sleep(wait).await,
+                _ => break Err(err),
             }
-            tokio::time::sleep(retry.delay(attempt, retry_after)).await;
             attempt += 1;
         };
         let created = match created {

@@ -82,19 +82,16 @@ impl DockerProvider {
             labels.entry(labels::NAME.into()).or_insert_with(|| spec.name.clone());
         }
         if let Some(ttl) = spec.ttl {
-            let at =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-                    + ttl.as_secs();
+            let at = crate::util::unix_now() + ttl.as_secs();
             labels.entry(labels::EXPIRES_AT.into()).or_insert_with(|| at.to_string());
         }
         // A random suffix can collide (1 in 65536 per pair): try a fresh one.
         let mut attempt = 0;
         loop {
-            let name = fresh_name(&spec.name);
+            let name = crate::util::fresh_name(&spec.name, NAME_MAX);
             match self.create_named(&name, &image, spec, &labels).await {
-                Err(Error::Provider { message, .. }) if message.contains("already in use") && attempt < 3 => {
-                    attempt += 1
-                }
+                // 409 from `docker create` (see `create_error`): the name is taken.
+                Err(Error::Api { status: 409, .. }) if attempt < 3 => attempt += 1,
                 r => return r.map(|()| name),
             }
         }
@@ -222,7 +219,8 @@ impl DockerProvider {
         let opts = || Some(CreateContainerOptions { name: name.to_owned(), platform: None });
         match self.docker.create_container(opts(), config.clone()).await {
             Ok(_) => return Ok(()),
-            Err(e) if status_of(&e) == Some(404) && e.to_string().contains("No such image") => {}
+            // The container does not exist yet, so a 404 can only be about the image: pull it.
+            Err(e) if status_of(&e) == Some(404) => {}
             Err(e) => return Err(create_error(e, image)),
         }
         self.pull_image(image).await?;
@@ -281,30 +279,22 @@ impl DockerProvider {
     }
 }
 
+/// The error of a failed `docker create`: 400 is the spec's fault; 409 (the name is in use) is kept
+/// as [`Error::Api`] with its status, so the caller can try another name.
 fn create_error(e: bollard::errors::Error, image: &str) -> Error {
-    match &e {
+    match e {
         bollard::errors::Error::DockerResponseServerError { status_code: 400, message } => {
             Error::InvalidSpec(format!("Docker refused the container for image `{image}`: {message}"))
         }
-        _ => map_err(e, ""),
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, message } => {
+            Error::Api { provider: super::NAME, op: "create container".into(), status: 409, message, request_id: None }
+        }
+        e => map_err(e, ""),
     }
 }
 
-/// `sbx-<name>-<4 hex>`, with the name cut to what Docker allows (and kept short for socket paths).
-fn fresh_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
-        .take(24)
-        .collect();
-    let clean = clean.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-    let suffix = crate::random_hex(2);
-    if clean.is_empty() {
-        format!("sbx-{suffix}")
-    } else {
-        format!("sbx-{clean}-{suffix}")
-    }
-}
+/// Longest part of the user's name in a container name (kept short for socket paths).
+const NAME_MAX: usize = 24;
 
 /// `repo` → `repo:latest`; references with a tag or digest are left alone (an untagged pull would
 /// fetch every tag).
@@ -339,15 +329,6 @@ async fn create_private_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_docker_safe_and_short() {
-        let n = fresh_name("My Project/feature x");
-        assert!(n.starts_with("sbx-My-Project-feature-x-"), "{n}");
-        assert_eq!(n.len(), "sbx-My-Project-feature-x-".len() + 4);
-        assert!(fresh_name("").starts_with("sbx-"));
-        assert!(fresh_name(&"a".repeat(100)).len() <= 4 + 24 + 5);
-    }
 
     #[test]
     fn default_tags() {

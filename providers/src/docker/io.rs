@@ -104,7 +104,11 @@ impl DockerProvider {
         let mut body = self.docker.download_from_container(name, Some(opts));
         match body.next().await {
             None | Some(Ok(_)) => Ok(true),
-            Some(Err(e)) if status_of(&e) == Some(404) && !e.to_string().contains("No such container") => Ok(false),
+            // 404 is either the path or the container: only a container that still exists says "no".
+            Some(Err(e)) if status_of(&e) == Some(404) => match self.docker.inspect_container(name, None::<bollard::container::InspectContainerOptions>).await {
+                Ok(_) => Ok(false),
+                Err(_) => Err(map_err(e, name)),
+            },
             Some(Err(e)) => Err(map_err(e, name)),
         }
     }

@@ -240,6 +240,11 @@ impl DockerProvider {
         }
     }
 
+    /// The container's state now (`None` when it is gone or cannot be inspected).
+    async fn status(&self, id: &str) -> Option<ContainerStateStatusEnum> {
+        self.inspect(id).await.ok().flatten()?.state?.status
+    }
+
     /// Like [`Self::inspect`] but a missing sandbox is [`Error::NotFound`].
     async fn require(&self, id: &str) -> Result<ContainerInspectResponse> {
         self.inspect(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })
@@ -336,7 +341,10 @@ impl Provider for DockerProvider {
     async fn pause(&self, id: &str) -> Result<()> {
         let c = self.require(id).await?;
         match self.docker.pause_container(&container_name(&c, id)).await {
-            Err(e) if status_of(&e) == Some(409) && e.to_string().contains("already paused") => Ok(()),
+            // 409 also means "not running": pausing succeeded only if it is paused now.
+            Err(e) if status_of(&e) == Some(409) && self.status(id).await == Some(ContainerStateStatusEnum::PAUSED) => {
+                Ok(())
+            }
             r => r.map_err(|e| map_err(e, id)),
         }
     }
@@ -355,7 +363,10 @@ impl Provider for DockerProvider {
                 .map_err(|e| map_err(e, id));
         }
         match self.docker.unpause_container(&name).await {
-            Err(e) if status_of(&e) == Some(409) && e.to_string().contains("not paused") => Ok(()),
+            // 409: not paused (any more), which is what was asked for when it is running.
+            Err(e) if status_of(&e) == Some(409) && self.status(id).await == Some(ContainerStateStatusEnum::RUNNING) => {
+                Ok(())
+            }
             r => r.map_err(|e| map_err(e, id)),
         }
     }
@@ -367,7 +378,8 @@ impl Provider for DockerProvider {
         match self.docker.remove_container(&name, Some(opts)).await {
             Ok(()) => {}
             Err(e) if status_of(&e) == Some(404) => {}
-            Err(e) if status_of(&e) == Some(409) && e.to_string().contains("already in progress") => {}
+            // 409 to a forced removal: another removal is under way.
+            Err(e) if status_of(&e) == Some(409) => {}
             Err(e) => return Err(map_err(e, id)),
         }
         // The socket directory is ours only when it sits in a `docker-sockets` directory.
@@ -446,7 +458,7 @@ fn from_inspect(c: ContainerInspectResponse) -> Sandbox {
         labels: config.labels.unwrap_or_default().into_iter().collect(),
         state: state_of(state.as_ref()),
         image: config.image,
-        created_at: c.created.as_deref().and_then(parse_rfc3339),
+        created_at: c.created.as_deref().and_then(crate::util::parse_rfc3339),
     }
 }
 
@@ -460,21 +472,6 @@ fn from_summary(c: ContainerSummary) -> Sandbox {
         image: c.image,
         created_at: c.created.and_then(|t| u64::try_from(t).ok()),
     }
-}
-
-/// Unix seconds of an RFC 3339 UTC time as Docker writes it (`2024-05-01T12:34:56.123456789Z`).
-pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec).ok()
 }
 
 /// The HTTP status of an engine error, if it is one.
@@ -528,14 +525,6 @@ pub(crate) fn map_err(e: bollard::errors::Error, id: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_docker_times() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-05-01T12:34:56.123456789Z"), Some(1_714_566_896));
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
-        assert_eq!(parse_rfc3339("garbage"), None);
-    }
 
     #[test]
     fn refs_that_cannot_be_sandboxes_are_rejected() {

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::client::CONNECT_TIMEOUT;
 use super::NAME;
+use crate::http::{Http, Reply};
 use crate::{ByteStream, Error, ExecOutput, ExecSpec, Result};
 
 /// envd's port inside every sandbox.
@@ -24,7 +25,7 @@ const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 /// Where one sandbox's envd is and the token it wants.
 #[derive(Debug, Clone)]
 pub(super) struct Envd {
-    pub(super) http: reqwest::Client,
+    pub(super) http: Http,
     /// Base URL (`https://49983-{id}.{domain}` or `E2B_SANDBOX_URL`).
     pub(super) base: String,
     pub(super) id: String,
@@ -44,6 +45,7 @@ impl Envd {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut r = self
             .http
+            .client
             .request(method, format!("{}{path}", self.base))
             .header("E2b-Sandbox-Id", &self.id)
             .header("E2b-Sandbox-Port", ENVD_PORT.to_string())
@@ -56,9 +58,11 @@ impl Envd {
 
     /// An envd answer that is not 2xx, as a typed error.
     async fn error(&self, what: &str, resp: reqwest::Response) -> Error {
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let message = body.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let reply = Reply { status, headers, body: resp.bytes().await.unwrap_or_default() };
+        let status = status.as_u16();
+        let body = reply.json();
+        let message = reply.message();
         let code = body.get("code").and_then(Value::as_str).unwrap_or("");
         // The edge answers 502 "The sandbox was not found" for a gone (or expired) sandbox.
         if status == 502 && message.contains("not found") {
@@ -70,7 +74,7 @@ impl Envd {
                 message: format!("envd of `{}` refused the access token ({message})", self.id),
             };
         }
-        Error::Provider { provider: NAME, message: format!("{what} in `{}` failed (HTTP {status}): {message}", self.id) }
+        self.http.error(&reply, &format!("{what} in `{}`", self.id), None)
     }
 
     /// Runs `cmd` to completion through `process.Process/Start`.
@@ -93,7 +97,7 @@ impl Envd {
                 .body(envelope(0, &msg))
                 .send()
                 .await
-                .map_err(|e| super::client::transport_error(&self.base, e))?;
+                .map_err(|e| self.http.transport(e, "running a command", &self.base, limit))?;
             if !resp.status().is_success() {
                 return Err(self.error("running a command", resp).await);
             }
@@ -115,7 +119,7 @@ impl Envd {
             .body(reqwest::Body::wrap_stream(data))
             .send()
             .await
-            .map_err(|e| super::client::transport_error(&self.base, e))?;
+            .map_err(|e| self.http.transport(e, "uploading a file", &self.base, DEFAULT_EXEC_TIMEOUT))?;
         if !resp.status().is_success() {
             return Err(self.error("uploading a file", resp).await);
         }

@@ -44,13 +44,15 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-pub use client::RetryPolicy;
+pub use crate::http::RetryPolicy;
 
 use crate::{
     labels, ByteStream, Capabilities, Endpoint, Error, ExecOutput, ExecSpec, Labels, Provider, Result, Sandbox,
     SandboxSpec, SandboxState,
 };
-use client::{api_error, percent_encode, Answer, Api};
+use crate::http::Http;
+use crate::util::unix_now;
+use client::{is_done, percent_encode, Api};
 
 const NAME: &str = "e2b";
 
@@ -116,17 +118,20 @@ impl E2bProvider {
             ),
             None => DEFAULT_TIMEOUT,
         };
-        let http = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .connect_timeout(client::CONNECT_TIMEOUT)
             .build()
             .map_err(|e| Error::Provider { provider: NAME, message: format!("HTTP client: {e}") })?;
+        let http = Http {
+            client,
+            provider: NAME,
+            key_env: ENV_API_KEY,
+            reach_hint: client::REACH_HINT,
+            timeout: client::REQUEST_TIMEOUT,
+            retry: RetryPolicy::default(),
+        };
         Ok(Self {
-            api: Api {
-                http,
-                base: api_url.trim_end_matches('/').to_owned(),
-                key: api_key.into(),
-                retry: RetryPolicy::default(),
-            },
+            api: Api { http, base: api_url.trim_end_matches('/').to_owned(), key: api_key.into() },
             sandbox_url: env(ENV_SANDBOX_URL).map(|u| u.trim_end_matches('/').to_owned()),
             domain,
             template: env(ENV_TEMPLATE).unwrap_or_else(|| DEFAULT_TEMPLATE.into()),
@@ -170,7 +175,7 @@ impl E2bProvider {
 
     /// Retries control-plane requests by `policy`.
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
-        self.api.retry = policy;
+        self.api.http.retry = policy;
         self
     }
 
@@ -183,8 +188,9 @@ impl E2bProvider {
     pub async fn set_timeout(&self, id: &str, timeout: Duration) -> Result<()> {
         check_id(id)?;
         let secs = timeout.min(MAX_TIMEOUT).as_secs();
-        let a = self.api.call(Method::POST, &format!("/sandboxes/{id}/timeout"), &[], Some(&json!({"timeout": secs})), &[]).await?;
-        ok_or(&a, "setting the timeout", Some(id))
+        let path = format!("/sandboxes/{id}/timeout");
+        self.api.call_ok("set timeout", Method::POST, &path, Some(&json!({"timeout": secs})), Some(id)).await?;
+        Ok(())
     }
 
     fn remember(&self, id: &str, body: &Value) {
@@ -211,13 +217,12 @@ impl E2bProvider {
         if check_id(id).is_err() {
             return Ok(None);
         }
-        let a = self.api.call(Method::GET, &format!("/sandboxes/{id}"), &[], None, &[]).await?;
+        let a = self.api.call("get", Method::GET, &format!("/sandboxes/{id}"), &[], None, &[]).await?;
         if a.status == StatusCode::NOT_FOUND {
             self.tokens.lock().expect("tokens").remove(id);
             return Ok(None);
         }
-        ok_or(&a, "looking up the sandbox", Some(id))?;
-        let body = a.json();
+        let body = self.api.http.ok(a, "get", Some(id))?.json();
         self.remember(id, &body);
         Ok(Some(body))
     }
@@ -257,14 +262,6 @@ fn check_id(id: &str) -> Result<()> {
     }
 }
 
-fn ok_or(a: &Answer, what: &str, id: Option<&str>) -> Result<()> {
-    if a.status.is_success() {
-        Ok(())
-    } else {
-        Err(api_error(a, what, id))
-    }
-}
-
 fn str_map(v: &Value) -> Labels {
     v.as_object()
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
@@ -284,12 +281,8 @@ fn from_detail(v: &Value) -> Sandbox {
         labels: str_map(&v["metadata"]),
         state,
         image: v.get("templateID").and_then(Value::as_str).map(str::to_owned),
-        created_at: v.get("startedAt").and_then(Value::as_str).and_then(crate::docker::parse_rfc3339),
+        created_at: v.get("startedAt").and_then(Value::as_str).and_then(crate::util::parse_rfc3339),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[async_trait::async_trait]
@@ -331,7 +324,7 @@ impl Provider for E2bProvider {
             "metadata": metadata,
             "envVars": spec.env,
         });
-        let answer = self.api.call(Method::POST, "/v2/sandboxes", &[], Some(&body), &[("Idempotency-Key", key.clone())]).await;
+        let answer = self.api.call("create", Method::POST, "/v2/sandboxes", &[], Some(&body), &[("Idempotency-Key", key.clone())]).await;
         let a = match answer {
             Ok(a) if a.status.is_success() => a,
             Ok(a) if a.status == StatusCode::NOT_FOUND => {
@@ -348,7 +341,7 @@ impl Provider for E2bProvider {
                 if a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS {
                     self.clean_up_failed_create(&key).await;
                 }
-                return Err(api_error(&a, "creating a sandbox", None));
+                return Err(self.api.http.error(&a, "create", None));
             }
             Err(e) => {
                 self.clean_up_failed_create(&key).await;
@@ -386,8 +379,8 @@ impl Provider for E2bProvider {
             if let Some(t) = &next {
                 query.push(("nextToken", t.clone()));
             }
-            let a = self.api.call(Method::GET, "/v2/sandboxes", &query, None, &[]).await?;
-            ok_or(&a, "listing sandboxes", None)?;
+            let a = self.api.call("list", Method::GET, "/v2/sandboxes", &query, None, &[]).await?;
+            let a = self.api.http.ok(a, "list", None)?;
             let items = a.json();
             for item in items.as_array().into_iter().flatten() {
                 let s = from_detail(item);
@@ -449,18 +442,17 @@ impl Provider for E2bProvider {
 
     async fn pause(&self, id: &str) -> Result<()> {
         check_id(id)?;
-        let a = self.api.call(Method::POST, &format!("/sandboxes/{id}/pause"), &[], Some(&json!({})), &[]).await?;
-        if a.status == StatusCode::CONFLICT {
-            return Ok(()); // already paused
+        let a = self.api.call("pause", Method::POST, &format!("/sandboxes/{id}/pause"), &[], Some(&json!({})), &[]).await?;
+        if is_done(&a, StatusCode::CONFLICT) {
+            return Ok(()); // 409: already paused
         }
-        ok_or(&a, "pausing the sandbox", Some(id))
+        Err(self.api.http.error(&a, "pause", Some(id)))
     }
 
     async fn resume(&self, id: &str) -> Result<()> {
         check_id(id)?;
         let body = json!({"timeout": self.timeout.min(MAX_TIMEOUT).as_secs()});
-        let a = self.api.call(Method::POST, &format!("/v2/sandboxes/{id}/connect"), &[], Some(&body), &[]).await?;
-        ok_or(&a, "resuming the sandbox", Some(id))?;
+        let a = self.api.call_ok("resume", Method::POST, &format!("/v2/sandboxes/{id}/connect"), Some(&body), Some(id)).await?;
         self.remember(id, &a.json());
         Ok(())
     }
@@ -469,12 +461,12 @@ impl Provider for E2bProvider {
         if check_id(id).is_err() {
             return Ok(());
         }
-        let a = self.api.call(Method::DELETE, &format!("/sandboxes/{id}"), &[], None, &[]).await?;
+        let a = self.api.call("kill", Method::DELETE, &format!("/sandboxes/{id}"), &[], None, &[]).await?;
         self.tokens.lock().expect("tokens").remove(id);
-        if a.status == StatusCode::NOT_FOUND {
-            return Ok(());
+        if is_done(&a, StatusCode::NOT_FOUND) {
+            return Ok(()); // 404: already gone
         }
-        ok_or(&a, "killing the sandbox", Some(id))
+        Err(self.api.http.error(&a, "kill", Some(id)))
     }
 }
 
