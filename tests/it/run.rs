@@ -296,3 +296,119 @@ fn a_git_workspace_is_cloned_at_its_ref() {
     let diff = std::fs::read_to_string(res.join("at-v1/diff.patch")).unwrap();
     assert!(diff.contains("+++ b/NOTES.md") && !diff.contains("VERSION"), "{diff}");
 }
+
+/// Every file under `root` but `.git`, with its bytes and whether it is executable.
+fn tree(root: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, bool)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_name() == ".git" {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let exec = e.metadata().unwrap().permissions().mode() & 0o111 != 0;
+                out.insert(rel, (std::fs::read(&p).unwrap(), exec));
+            }
+        }
+    }
+    out
+}
+
+/// The agent (the mock, running git through its `run` tool) commits twice, deletes a file, leaves an
+/// uncommitted edit, a new binary file and a changed binary file: `git apply` of diff.patch to a copy
+/// of the original workspace gives exactly the sandbox's tree. A small diff is shown in summary.md;
+/// one over `diff_inline_limit` is kept whole and both summaries say so.
+#[test]
+fn the_diff_holds_commits_edits_and_binary_files_and_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
+    std::fs::write(repo.join("gone.txt"), "bye\n").unwrap();
+    std::fs::write(repo.join("old.bin"), [0u8, 1, 2, 0xff, 0xfe, 0x80]).unwrap();
+    let yaml = r#"version: 1
+defaults:
+  provider: local
+  agent: mock
+  diff_inline_limit: 600
+tasks:
+  - name: big
+    workspace: ./repo
+    env: {GIT_AUTHOR_NAME: t, GIT_AUTHOR_EMAIL: t@localhost, GIT_COMMITTER_NAME: t, GIT_COMMITTER_EMAIL: t@localhost}
+    prompt: |
+      write a.txt first
+      run git add -A && git commit -qm one
+      write sub/b.txt second
+      run git rm -q gone.txt && git add -A && git commit -qm two
+      write a.txt changed and not committed
+      run printf '\000\001\002\377new' > new.bin && printf '\377\376changed' > old.bin && chmod +x sub/b.txt
+    check: test "$(git rev-list --count HEAD)" = 3 && test -n "$(git status --porcelain)"
+  - name: small
+    workspace: ./repo
+    prompt: write s.txt x
+"#;
+    std::fs::write(dir.path().join("sbx.yaml"), yaml).unwrap();
+    let out = sbx(dir.path(), &["run", "-f", "sbx.yaml", "--keep"], false).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let res = results_dir(dir.path());
+    let task: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(res.join("big/task.json")).unwrap()).unwrap();
+    let name = task["sandbox"].as_str().unwrap().to_owned();
+
+    let inside = dir.path().join("inside");
+    let cp = sbx(dir.path(), &["cp", &format!("{name}:work"), inside.to_str().unwrap()], false).output().unwrap();
+    assert!(cp.status.success(), "{}", text(&cp.stderr));
+    let applied = dir.path().join("applied");
+    copy_dir(&repo, &applied);
+    let patch = res.join("big/diff.patch");
+    let apply = Command::new("git").args(["apply", "--binary"]).arg(&patch).current_dir(&applied).output().unwrap();
+    assert!(apply.status.success(), "git apply: {}\n{}", text(&apply.stderr), text(&std::fs::read(&patch).unwrap()));
+    let (want, got) = (tree(&inside), tree(&applied));
+    assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
+    assert!(want == got, "the patched copy differs from the sandbox's tree");
+    assert!(!got.contains_key("gone.txt") && got["new.bin"].0 == b"\x00\x01\x02\xffnew" && got["sub/b.txt"].1);
+
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(res.join("summary.json")).unwrap()).unwrap();
+    let diff_of = |t: &str| summary["tasks"].as_array().unwrap().iter().find(|x| x["name"] == t).unwrap()["diff"].clone();
+    let (big, small) = (diff_of("big"), diff_of("small"));
+    assert_eq!(big["bytes"].as_u64(), Some(std::fs::metadata(&patch).unwrap().len()));
+    assert_eq!((big["inlined"].as_bool(), small["inlined"].as_bool()), (Some(false), Some(true)), "{summary}");
+    assert!(big["note"].as_str().unwrap().contains("over the inline limit of 600"), "{big}");
+    let md = std::fs::read_to_string(res.join("summary.md")).unwrap();
+    assert!(md.contains("big: not shown here:") && md.contains("over the inline limit") && md.contains("+++ b/s.txt"), "{md}");
+    let down = sbx(dir.path(), &["down", "--all"], false).output().unwrap();
+    assert!(down.status.success(), "{}", text(&down.stderr));
+}
+
+/// Sandbox names are unique within a run (`a.b` and `a-b`; two names alike in their first 60
+/// characters) and across two runs started together with one state (the same second, the same day).
+#[test]
+fn sandbox_names_are_unique_within_and_across_concurrent_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(60);
+    let yaml = format!(
+        "version: 1\ndefaults: {{provider: local, agent: mock}}\ntasks:\n  - name: a.b\n    prompt: echo 1\n  - name: a-b\n    prompt: echo 2\n  - name: {long}1\n    prompt: echo 3\n  - name: {long}2\n    prompt: echo 4\n"
+    );
+    std::fs::write(dir.path().join("sbx.yaml"), yaml).unwrap();
+    let start = |results: &str| sbx(dir.path(), &["run", "-f", "sbx.yaml", "--keep", "--results", results], false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (one, two) = (start("one"), start("two"));
+    for (child, which) in [(one, "one"), (two, "two")] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "run {which}: {}", text(&out.stderr));
+    }
+    let ls = sbx(dir.path(), &["ls", "--json"], false).output().unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let mut names: Vec<String> = ls.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(names.iter().all(|n| n.len() <= 63), "{names:?}");
+    let down = sbx(dir.path(), &["down", "--all"], false).output().unwrap();
+    assert!(down.status.success(), "{}", text(&down.stderr));
+}

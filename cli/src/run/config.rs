@@ -51,6 +51,9 @@ pub struct Defaults {
     pub timeout: Option<String>,
     /// How many tasks run at once.
     pub concurrency: Option<usize>,
+    /// Diffs up to this size are shown in `summary.md` (default `64k`); a larger one is still kept
+    /// whole in `<task>/diff.patch`, and the summaries say so.
+    pub diff_inline_limit: Option<super::values::Size>,
 }
 
 /// Where a task's files come from.

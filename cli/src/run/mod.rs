@@ -3,13 +3,15 @@
 //!
 //! - `config.rs`: the file format and its errors (file:line:column, field path, "did you mean").
 //! - `plan.rs`: defaults, matrix expansion, `--filter`, `--shard`.
-//! - `task.rs`: one task's pipeline.
+//! - `task.rs`: one task's pipeline; `diff.rs`: its `diff.patch`.
 //! - `report.rs`: `summary.json`, `junit.xml`, `summary.md`.
 
 pub mod config;
+pub mod diff;
 pub mod plan;
 pub mod report;
 pub mod task;
+pub mod values;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -135,7 +137,8 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
         return Err(usage("no tasks to run (check --filter and --shard)"));
     }
     let concurrency = a.concurrency.or(cfg.defaults.concurrency).unwrap_or(4).max(1);
-    let run_id = format!("{}-{}", utc_run_stamp(), &sbx_providers::random_hex(3));
+    // The random part keeps runs started in the same second (CI shards) apart; sandbox names use it.
+    let run_id = format!("{}-{}", utc_run_stamp(), &sbx_providers::random_hex(4));
     let results = a.results.clone().unwrap_or_else(|| PathBuf::from("sbx-results").join(&run_id));
     std::fs::create_dir_all(&results).map_err(|e| usage(format!("cannot create {}: {e}", results.display())))?;
     ctx.state.record_run(&run_id, "running", None)?;
@@ -150,23 +153,24 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
         results: &results,
         keep: a.keep,
         keep_failed: a.keep_failed,
+        diff_inline_limit: cfg.defaults.diff_inline_limit.map(values::Size::bytes).unwrap_or(diff::DEFAULT_INLINE_LIMIT),
         cancel: cancel.clone(),
         progress: &progress,
     };
     let started = Instant::now();
     let started_at = crate::state::now_secs();
     let launched: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    let results_stream = futures::stream::iter(tasks.iter())
+    let results_stream = futures::stream::iter(tasks.iter().enumerate())
         .take_while(|_| {
             let go = !cancel.is_cancelled();
             async move { go }
         })
-        .map(|t| {
+        .map(|(index, t)| {
             launched.lock().unwrap_or_else(|e| e.into_inner()).push(t.name.clone());
             let env = &env;
             let view = &view;
             async move {
-                let r = task::run(env, t).await;
+                let r = task::run(env, t, index).await;
                 view.done(&r);
                 r
             }
@@ -203,11 +207,11 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
         ctx.out.json_value(&serde_json::to_value(&summary)?);
     } else {
         ctx.out.note(format!(
-            "{} of {} passed, {} failed, {} errors{} — {}",
+            "{} of {} passed, {} failed, {}{} — {}",
             summary.passed,
             summary.total,
             summary.failed,
-            summary.errors,
+            report::count(summary.errors, "error", "errors"),
             if interrupted { ", interrupted" } else { "" },
             results.join("summary.md").display()
         ));

@@ -55,7 +55,7 @@ impl Summary {
 pub fn write(dir: &Path, s: &Summary) -> std::io::Result<()> {
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(s).map_err(std::io::Error::other)? + "\n")?;
     std::fs::write(dir.join("junit.xml"), junit(s))?;
-    let md = markdown(s);
+    let md = markdown(s, dir);
     std::fs::write(dir.join("summary.md"), &md)?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
@@ -125,15 +125,20 @@ pub fn junit(s: &Summary) -> String {
     x
 }
 
-/// The Markdown summary.
-pub fn markdown(s: &Summary) -> String {
+/// "1 error", "2 errors".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The Markdown summary; `dir` is the results directory (diffs small enough are shown inline).
+pub fn markdown(s: &Summary, dir: &Path) -> String {
     let mut md = format!(
-        "## sbx run {}\n\n{} of {} tasks passed ({} failed, {} errors{}) in {:.1}s\n\n| task | agent | status | check | time |\n|---|---|---|---|---|\n",
+        "## sbx run {}\n\n{} of {} passed ({} failed, {}{}) in {:.1}s\n\n| task | agent | status | check | diff | time |\n|---|---|---|---|---|---|\n",
         s.run_id,
         s.passed,
-        s.total,
+        count(s.total, "task", "tasks"),
         s.failed,
-        s.errors,
+        count(s.errors, "error", "errors"),
         if s.interrupted { format!(", {} not run: interrupted", s.not_run.len()) } else { String::new() },
         s.duration_ms as f64 / 1000.0
     );
@@ -146,11 +151,51 @@ pub fn markdown(s: &Summary) -> String {
             Status::Cancelled => "⏹ cancelled",
         };
         let check = t.check_exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-        md.push_str(&format!("| {} | {} | {status} | {check} | {:.1}s |\n", t.name, t.agent, t.duration_ms as f64 / 1000.0));
+        let diff = match &t.diff {
+            Some(d) if d.bytes == 0 => "none".to_owned(),
+            Some(d) => format!("{} ({})", d.path, human_bytes(d.bytes)),
+            None => "-".to_owned(),
+        };
+        md.push_str(&format!("| {} | {} | {status} | {check} | {diff} | {:.1}s |\n", t.name, t.agent, t.duration_ms as f64 / 1000.0));
     }
     for n in &s.not_run {
-        md.push_str(&format!("| {n} | | not run | | |\n"));
+        md.push_str(&format!("| {n} | | not run | | | |\n"));
     }
     md.push('\n');
+    let shown: Vec<_> = s.tasks.iter().filter_map(|t| t.diff.as_ref().map(|d| (t, d))).filter(|(_, d)| d.bytes > 0).collect();
+    if !shown.is_empty() {
+        md.push_str("### Diffs\n\n");
+    }
+    for (t, d) in shown {
+        let text = if d.inlined { std::fs::read(dir.join(&d.path)).ok().and_then(|b| String::from_utf8(b).ok()) } else { None };
+        match text {
+            Some(text) => {
+                // A fence longer than any run of backticks in the patch, so the patch cannot end it.
+                let fence = "`".repeat(3.max(longest_run(&text, '`') + 1));
+                md.push_str(&format!("<details><summary>{} ({})</summary>\n\n{fence}diff\n{text}{}{fence}\n\n</details>\n\n", t.name, human_bytes(d.bytes), if text.ends_with('\n') { "" } else { "\n" }));
+            }
+            None => {
+                let why = d.note.clone().unwrap_or_else(|| format!("the whole patch is in {}", d.path));
+                md.push_str(&format!("- {}: not shown here: {why}\n\n", t.name));
+            }
+        }
+    }
     md
+}
+
+fn longest_run(text: &str, c: char) -> usize {
+    let (mut best, mut cur) = (0, 0);
+    for ch in text.chars() {
+        cur = if ch == c { cur + 1 } else { 0 };
+        best = best.max(cur);
+    }
+    best
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }

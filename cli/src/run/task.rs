@@ -57,6 +57,8 @@ pub struct TaskResult {
     pub usage: Option<Usage>,
     pub events: u64,
     pub artifacts: Vec<String>,
+    /// The diff's size and where it is (`None` when the task did not get as far as a workspace).
+    pub diff: Option<super::diff::DiffInfo>,
     pub kept: bool,
 }
 
@@ -67,24 +69,35 @@ pub struct TaskEnv<'a> {
     pub results: &'a Path,
     pub keep: bool,
     pub keep_failed: bool,
+    /// Diffs up to this many bytes are shown in `summary.md`.
+    pub diff_inline_limit: u64,
     pub cancel: CancellationToken,
     pub progress: &'a dyn Fn(&str, &str),
 }
 
-/// Runs a task with its retries; never fails (failures are in the result).
-pub async fn run(env: &TaskEnv<'_>, task: &PlannedTask) -> TaskResult {
+/// Runs a task with its retries; never fails (failures are in the result). `index` is the task's
+/// position in this run's plan (unique in the run; it keeps sandbox names apart).
+pub async fn run(env: &TaskEnv<'_>, task: &PlannedTask, index: usize) -> TaskResult {
     let dir = env.results.join(&task.name);
     let _ = std::fs::create_dir_all(&dir);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut result = run_once(env, task, &dir, attempt).await;
+        let mut result = run_once(env, task, &dir, index, attempt).await;
         result.attempts = attempt;
         let retry = matches!(result.status, Status::Failed | Status::Error | Status::TimedOut)
             && attempt <= task.retries
             && !env.cancel.is_cancelled();
         write_json(&dir.join("task.json"), &result);
-        let _ = std::fs::write(dir.join("exit_code"), format!("{}\n", result.check_exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())));
+        // Only a check that ran has an exit code; task.json's status and message say why not.
+        match result.check_exit_code {
+            Some(code) => {
+                let _ = std::fs::write(dir.join("exit_code"), format!("{code}\n"));
+            }
+            None => {
+                let _ = std::fs::remove_file(dir.join("exit_code"));
+            }
+        }
         if !retry {
             return result;
         }
@@ -92,7 +105,7 @@ pub async fn run(env: &TaskEnv<'_>, task: &PlannedTask) -> TaskResult {
     }
 }
 
-async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, attempt: u32) -> TaskResult {
+async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usize, attempt: u32) -> TaskResult {
     let started = Instant::now();
     let mut r = TaskResult {
         name: task.name.clone(),
@@ -108,9 +121,10 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, attempt: u3
         usage: None,
         events: 0,
         artifacts: Vec::new(),
+        diff: None,
         kept: false,
     };
-    let name = sandbox_name(env.run_id, &task.name, attempt);
+    let name = sandbox_name(env.run_id, index, &task.name, attempt);
     r.sandbox = Some(name.clone());
     let work = steps(env, task, dir, &name, &mut r);
     let outcome = tokio::select! {
@@ -142,12 +156,18 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, attempt: u3
     r
 }
 
-/// A sandbox name for the task: `r<run>-<task>`, within the 63-character limit.
-fn sandbox_name(run_id: &str, task: &str, attempt: u32) -> String {
-    let t: String = task.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
-    let base = format!("r{}-{}", &run_id[..8.min(run_id.len())], t);
-    let base: String = base.chars().take(54).collect();
-    if attempt > 1 { format!("{base}-a{attempt}") } else { base }
+/// A sandbox name for the task: `r<run>-<index>-<task>[-a<attempt>]`, lower case, within the
+/// 63-character limit of the strictest provider. The run part is the run id's random suffix (not its
+/// date: two runs on one day must not meet), and the task's index in the plan makes names unique in
+/// the run however the task names are sanitised or cut; the task name is only there to be read.
+pub(crate) fn sandbox_name(run_id: &str, index: usize, task: &str, attempt: u32) -> String {
+    let run = run_id.rsplit('-').next().unwrap_or(run_id);
+    let head = format!("r{}-{index}-", run.to_ascii_lowercase());
+    let tail = if attempt > 1 { format!("-a{attempt}") } else { String::new() };
+    let room = 63usize.saturating_sub(head.len() + tail.len());
+    let slug: String = task.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).take(room).collect();
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() { format!("{}{tail}", head.trim_end_matches('-')) } else { format!("{head}{slug}{tail}") }
 }
 
 /// The pipeline; records phases into `r` and sets the status when it gets that far.
@@ -166,7 +186,7 @@ async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r:
 
     (env.progress)(&task.name, "workspace");
     let t = Instant::now();
-    workspace(&client, &quiet, task).await?;
+    let base = workspace(&client, &quiet, task).await?;
     phase(r, "workspace", t);
 
     (env.progress)(&task.name, "setup");
@@ -190,10 +210,9 @@ async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r:
     let agent_ok = agent(env, &client, task, dir, r).await?;
     phase(r, "agent", t);
 
-    // The diff, including files the agent created (untracked).
+    // The diff against the baseline: the agent's commits, edits and new files.
     let t = Instant::now();
-    let diff = shell(&client, "git add -A >/dev/null 2>&1; git -c core.quotepath=off diff --cached --binary HEAD", &BTreeMap::new(), Duration::from_secs(120)).await?;
-    std::fs::write(dir.join("diff.patch"), diff.stdout)?;
+    r.diff = Some(super::diff::take(&client, &base, &task.name, dir, env.diff_inline_limit).await?);
     phase(r, "diff", t);
 
     (env.progress)(&task.name, "check");
@@ -243,8 +262,9 @@ fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
     }
 }
 
-/// Puts the workspace in place and commits it as the baseline the diff is taken against.
-async fn workspace(client: &Client, quiet: &Output, task: &PlannedTask) -> Result<()> {
+/// Puts the workspace in place and commits it as the baseline the diff is taken against; returns
+/// the baseline's commit id.
+async fn workspace(client: &Client, quiet: &Output, task: &PlannedTask) -> Result<String> {
     match &task.workspace {
         Some(Workspace::Dir(local)) => {
             let local = PathBuf::from(local);
@@ -273,10 +293,10 @@ async fn workspace(client: &Client, quiet: &Output, task: &PlannedTask) -> Resul
     // A baseline commit (in a repository of its own when the workspace is not one), so the diff shows
     // exactly what the task changed.
     let base = "git rev-parse --git-dir >/dev/null 2>&1 || git init -q; git add -A && \
-                git -c user.email=sbx@localhost -c user.name=sbx commit -q --allow-empty -m 'sbx baseline'";
+                git -c user.email=sbx@localhost -c user.name=sbx commit -q --allow-empty -m 'sbx baseline' && git rev-parse HEAD";
     let out = shell(client, base, &BTreeMap::new(), Duration::from_secs(120)).await?;
     anyhow::ensure!(out.exit_code == Some(0), "could not record the workspace baseline (is git installed in the image?): {}", out.stderr.trim_ascii().escape_ascii());
-    Ok(())
+    Ok(String::from_utf8_lossy(out.stdout.trim_ascii()).into_owned())
 }
 
 /// One agent session, one turn; events go to `events.jsonl` (and the host state) as they arrive.
