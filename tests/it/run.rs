@@ -85,6 +85,11 @@ fn check_ten(dir: &Path, out: &Output) {
     let runs = sbx(dir, &["runs", "ls", "--json"], false).output().unwrap();
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
     assert_eq!(runs[0]["status"], "failed");
+    assert!(runs[0]["createdAt"].is_u64(), "raw Unix time in --json: {runs}");
+    let human = text(&sbx(dir, &["runs", "ls"], false).output().unwrap().stdout);
+    let row = human.lines().nth(1).unwrap_or_default().to_owned();
+    let when = row.split_whitespace().skip(2).collect::<Vec<_>>().join(" ");
+    assert!(when.len() == 19 && when.as_bytes()[4] == b'-' && when.as_bytes()[13] == b':', "a readable UTC time: {human}");
 }
 
 #[test]
@@ -145,6 +150,13 @@ fn malformed_configs_exit_2_with_file_line_and_column() {
         ("wrong-type", "version: 1\ntasks:\n  - name: a\n    prompt: hi\n    retries: many\n"),
         ("missing-prompt", "version: 1\ntasks:\n  - name: a\n    check: make test\n"),
         ("bad-version", "version: 3\ntasks:\n  - name: a\n    prompt: hi\n"),
+        ("bad-network", "version: 1\ndefaults:\n  network: nnone\ntasks:\n  - name: a\n    prompt: hi\n"),
+        ("bad-memory", "version: 1\ndefaults:\n  memory: 2x\ntasks:\n  - name: a\n    prompt: hi\n"),
+        ("bad-provider", "version: 1\ntasks:\n  - name: a\n    provider: dokcer\n    prompt: hi\n"),
+        ("bad-agent", "version: 1\ndefaults: {agent: claud}\ntasks:\n  - name: a\n    prompt: hi\n"),
+        ("bad-matrix-agent", "version: 1\ntasks:\n  - name: a\n    prompt: hi\n    matrix:\n      agent: [mock, codexx]\n"),
+        ("bad-timeout", "version: 1\ntasks:\n  - name: a\n    prompt: hi\n    timeout: 5x\n"),
+        ("bad-credentials", "version: 1\ntasks:\n  - name: a\n    prompt: hi\n    credentials: [claude, cladue]\n"),
     ];
     let mut report = String::new();
     for (name, body) in cases {
@@ -411,4 +423,87 @@ fn sandbox_names_are_unique_within_and_across_concurrent_runs() {
     assert!(names.iter().all(|n| n.len() <= 63), "{names:?}");
     let down = sbx(dir.path(), &["down", "--all"], false).output().unwrap();
     assert!(down.status.success(), "{}", text(&down.stderr));
+}
+
+/// `credentials:` per task replaces the defaults' list (`[]` for none); values are validated.
+#[test]
+fn per_task_credentials_override_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "version: 1\ndefaults: {agent: mock, credentials: [claude]}\ntasks:\n  - name: a\n    prompt: hi\n  - name: b\n    prompt: hi\n    credentials: [codex]\n  - name: c\n    prompt: hi\n    credentials: []\n";
+    std::fs::write(dir.path().join("sbx.yaml"), yaml).unwrap();
+    let out = sbx(dir.path(), &["run", "-f", "sbx.yaml", "--dry-run", "--json"], false).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let creds: Vec<String> = v.as_array().unwrap().iter().map(|t| t["credentials"].to_string()).collect();
+    assert_eq!(creds, [r#"["claude"]"#, r#"["codex"]"#, "[]"]);
+}
+
+/// A partial task: `partial.txt` written, then a turn that sleeps. Returns the yaml.
+fn slow_task(timeout: &str) -> String {
+    format!("version: 1\ndefaults: {{provider: local, agent: mock}}\ntasks:\n  - name: slow\n    workspace: ./repo\n    timeout: {timeout}\n    prompt: |\n      write partial.txt before the stop\n      sleep 600000\n      write after.txt never\n    check: \"true\"\n")
+}
+
+/// What a stopped task leaves: its partial transcript (the permission under its tool call), the diff
+/// of what the agent did so far, every phase that ran with the agent's marked interrupted, events
+/// closed by the runtime's turn.completed (cancelled) and session.ended, and no exit_code file.
+fn check_stopped(res: &Path, status: &str) {
+    let dir = res.join("slow");
+    let task: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("task.json")).unwrap()).unwrap();
+    assert_eq!(task["status"], status, "{task}");
+    let phases: Vec<(String, String)> = task["phases"].as_array().unwrap().iter().map(|p| (p["name"].as_str().unwrap().to_owned(), p["outcome"].as_str().unwrap().to_owned())).collect();
+    let want: Vec<(String, String)> = [("up", "ok"), ("workspace", "ok"), ("setup", "ok"), ("agent", "interrupted"), ("diff", "ok"), ("down", "ok")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(phases, want, "{task}");
+    let diff = std::fs::read_to_string(dir.join("diff.patch")).unwrap();
+    assert!(diff.contains("+++ b/partial.txt") && !diff.contains("after.txt"), "{diff}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("events.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let n = events.len();
+    assert_eq!((events[n - 2]["type"].as_str(), events[n - 2]["data"]["outcome"].as_str()), (Some("turn.completed"), Some("cancelled")));
+    assert_eq!(events[n - 1]["type"], "session.ended");
+    assert_eq!(task["events"].as_u64(), Some(n as u64));
+    let md = std::fs::read_to_string(dir.join("transcript.md")).unwrap();
+    let (tool, permission) = (md.find("- tool `write`").unwrap(), md.find("permission perm_").unwrap());
+    assert!(tool < permission && md.contains("Cancelled"), "{md}");
+    assert!(!dir.join("exit_code").exists(), "no check ran, so no exit code");
+}
+
+#[test]
+fn a_timed_out_task_keeps_its_partial_results() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+    std::fs::write(dir.path().join("repo/README.md"), "hi\n").unwrap();
+    std::fs::write(dir.path().join("sbx.yaml"), slow_task("3s")).unwrap();
+    let out = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    check_stopped(&results_dir(dir.path()), "timed_out");
+    let ls = sbx(dir.path(), &["ls", "--json"], false).output().unwrap();
+    assert_eq!(text(&ls.stdout).trim(), "[]");
+}
+
+#[test]
+fn a_task_cancelled_mid_turn_keeps_its_partial_results() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+    std::fs::write(dir.path().join("repo/README.md"), "hi\n").unwrap();
+    std::fs::write(dir.path().join("sbx.yaml"), slow_task("10m")).unwrap();
+    let mut child = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Mid-turn: the agent has written partial.txt and is sleeping.
+    let started = std::time::Instant::now();
+    let mut mid_turn = false;
+    while !mid_turn && started.elapsed() < std::time::Duration::from_secs(60) {
+        let ls = sbx(dir.path(), &["ls", "--json"], false).output().unwrap();
+        let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap_or_default();
+        if let Some(name) = ls.as_array().and_then(|a| a.first()).and_then(|s| s["name"].as_str()) {
+            mid_turn = sbx(dir.path(), &["fs", "stat", name, "work/partial.txt"], false).output().unwrap().status.success();
+        }
+        if !mid_turn {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    assert!(mid_turn, "the agent never wrote partial.txt");
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    check_stopped(&results_dir(dir.path()), "cancelled");
+    let ls = sbx(dir.path(), &["ls", "--json"], false).output().unwrap();
+    assert_eq!(text(&ls.stdout).trim(), "[]");
 }

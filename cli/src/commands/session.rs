@@ -757,8 +757,26 @@ pub fn markdown(session: &str, events: &[Event]) -> String {
         _ => None,
     });
     md.push_str(&format!("# Session {session}{}\n", agent.map(|a| format!(" ({a})")).unwrap_or_default()));
+    // A permission is shown under the tool call it is for. Agents ask before the call's item is
+    // complete (and the call is shown when it completes), so a line written as the answer came would
+    // land under whatever came before: for codex, the user's message.
+    let mut item_of: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut completed: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut held: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
     for ev in events {
         match &ev.body {
+            EventData::PermissionRequested(p) => {
+                if let Some(item) = p.item_id.as_deref() {
+                    item_of.insert(&p.permission_id, item);
+                }
+            }
+            EventData::PermissionResolved(p) => {
+                let line = format!("  - permission {}: {:?} (by {})\n", p.permission_id, p.decision, p.by);
+                match item_of.get(p.permission_id.as_str()) {
+                    Some(item) if !completed.contains(item) => held.entry(item).or_default().push_str(&line),
+                    _ => md.push_str(&line),
+                }
+            }
             EventData::TurnStarted(t) => md.push_str(&format!("\n## {}\n", t.turn_id.replace('_', " "))),
             EventData::ItemCompleted(i) => {
                 for part in &i.content {
@@ -783,12 +801,19 @@ pub fn markdown(session: &str, events: &[Event]) -> String {
                         _ => {}
                     }
                 }
+                completed.insert(&i.item_id);
+                if let Some(lines) = held.remove(i.item_id.as_str()) {
+                    md.push_str(&lines);
+                }
             }
-            EventData::PermissionResolved(p) => md.push_str(&format!("  - permission {}: {:?} (by {})\n", p.permission_id, p.decision, p.by)),
             EventData::QuestionRequested(q) => md.push_str(&format!("\n**Question:** {}\n", q.question)),
             EventData::QuestionResolved(q) => md.push_str(&format!("**Answer:** {}\n", q.answer.as_deref().unwrap_or("(none)"))),
             EventData::Error(e) => md.push_str(&format!("\n**Error** ({}): {}\n", e.code, e.message)),
             EventData::TurnCompleted(t) => {
+                // Permissions of calls that never completed (a cancelled turn) are not lost.
+                for (_, lines) in std::mem::take(&mut held) {
+                    md.push_str(&lines);
+                }
                 let usage = t.usage.as_ref().map(|u| format!(", {} in / {} out tokens", u.input_tokens, u.output_tokens)).unwrap_or_default();
                 md.push_str(&format!("\n_{:?} in {:.1}s{usage}_\n", t.outcome, t.duration_ms as f64 / 1000.0));
             }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::values::{AgentName, Choice, NetworkMode, ProviderName, Size, Span};
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -25,20 +27,20 @@ pub struct RunConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
-    /// `local`, `docker`, `e2b`, `daytona`, `vercel`, `modal`.
-    pub provider: Option<String>,
+    /// `local`, `docker`, `e2b` or `daytona`.
+    pub provider: Option<ProviderName>,
     /// Image or template.
     pub image: Option<String>,
     /// CPU limit in cores.
     pub cpus: Option<f64>,
     /// Memory limit (`512m`, `2g`).
-    pub memory: Option<String>,
+    pub memory: Option<Size>,
     /// `bridge` or `none`.
-    pub network: Option<String>,
+    pub network: Option<NetworkMode>,
     /// How long each sandbox may live (`30m`, `2h`).
-    pub ttl: Option<String>,
+    pub ttl: Option<Span>,
     /// `claude`, `codex` or `mock`.
-    pub agent: Option<String>,
+    pub agent: Option<AgentName>,
     /// Model to ask the agent for.
     pub model: Option<String>,
     /// Agents whose LLM credentials on this machine are passed to the agent sessions.
@@ -48,12 +50,12 @@ pub struct Defaults {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Time limit of one task (`20m`).
-    pub timeout: Option<String>,
+    pub timeout: Option<Span>,
     /// How many tasks run at once.
     pub concurrency: Option<usize>,
     /// Diffs up to this size are shown in `summary.md` (default `64k`); a larger one is still kept
     /// whole in `<task>/diff.patch`, and the summaries say so.
-    pub diff_inline_limit: Option<super::values::Size>,
+    pub diff_inline_limit: Option<Size>,
 }
 
 /// Where a task's files come from.
@@ -105,7 +107,7 @@ pub struct TaskConfig {
     /// Its name (letters, digits, `-`, `_`, `.`), unique in the file.
     pub name: String,
     /// Provider for this task.
-    pub provider: Option<String>,
+    pub provider: Option<ProviderName>,
     /// Image or template for this task.
     pub image: Option<String>,
     /// The workspace: a directory (uploaded) or `{git: URL, ref: …}` (cloned inside).
@@ -114,7 +116,7 @@ pub struct TaskConfig {
     #[serde(default)]
     pub setup: Vec<String>,
     /// The agent.
-    pub agent: Option<String>,
+    pub agent: Option<AgentName>,
     /// The model.
     pub model: Option<String>,
     /// The prompt (or `prompt_file`).
@@ -133,13 +135,16 @@ pub struct TaskConfig {
     /// Environment for this task (over the defaults').
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Agents whose LLM credentials on this machine go to this task's agent session (instead of the
+    /// defaults' list; `[]` for none).
+    pub credentials: Option<Vec<String>>,
     /// The command whose exit code decides pass (0) or fail, run in the workspace after the agent.
     pub check: Option<String>,
     /// Files to collect from the workspace afterwards (globs).
     #[serde(default)]
     pub artifacts: Vec<String>,
     /// Time limit of this task (`10m`).
-    pub timeout: Option<String>,
+    pub timeout: Option<Span>,
     /// Extra attempts after a failure.
     #[serde(default)]
     pub retries: u32,
@@ -213,6 +218,12 @@ fn explain(raw: &str) -> String {
         Some((head, rest)) if !head.contains(' ') => rest.to_owned(),
         _ => msg,
     };
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        if let Some((got, expected)) = rest.split_once("`, expected ") {
+            let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            return super::values::unknown("value", got, &valid);
+        }
+    }
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some((field, expected)) = rest.split_once("`, expected ") {
             let choices: Vec<&str> = expected
@@ -280,11 +291,31 @@ fn check(path: &Path, text: &str, c: &RunConfig) -> Result<(), ConfigError> {
             if values.is_empty() {
                 return Err(err(field(&format!("matrix.{key}")), Some(&format!("{key}:")), "an empty list would expand to no tasks".into()));
             }
+            for v in values {
+                let checked = match key.as_str() {
+                    "agent" => AgentName::parse("agent", v).map(|_| ()),
+                    "provider" => ProviderName::parse("provider", v).map(|_| ()),
+                    _ => Ok(()),
+                };
+                if let Err(message) = checked {
+                    return Err(err(field(&format!("matrix.{key}")), Some(v), message));
+                }
+            }
+        }
+        for a in t.credentials.iter().flatten() {
+            if !sbx_agent::credentials::AGENTS.contains(&a.as_str()) {
+                return Err(err(field("credentials"), Some(a), super::values::unknown("agent", a, sbx_agent::credentials::AGENTS)));
+            }
         }
         for m in &t.mcp_servers {
             if m.command.is_some() == m.url.is_some() {
                 return Err(err(field("mcp_servers"), Some(&format!("name: {}", m.name)), format!("MCP server `{}` needs exactly one of `command` or `url`", m.name)));
             }
+        }
+    }
+    for a in &c.defaults.credentials {
+        if !sbx_agent::credentials::AGENTS.contains(&a.as_str()) {
+            return Err(err("defaults.credentials".into(), Some(a), super::values::unknown("agent", a, sbx_agent::credentials::AGENTS)));
         }
     }
     if let Some(n) = c.defaults.concurrency {

@@ -3,9 +3,11 @@
 //!
 //! - `config.rs`: the file format and its errors (file:line:column, field path, "did you mean").
 //! - `plan.rs`: defaults, matrix expansion, `--filter`, `--shard`.
-//! - `task.rs`: one task's pipeline; `diff.rs`: its `diff.patch`.
+//! - `task.rs`: one task's pipeline; `agent.rs`: its agent session; `diff.rs`: its `diff.patch`.
+//! - `values.rs`: the validated value types of the file (sizes, durations, names).
 //! - `report.rs`: `summary.json`, `junit.xml`, `summary.md`.
 
+pub mod agent;
 pub mod config;
 pub mod diff;
 pub mod plan;
@@ -142,7 +144,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
     let results = a.results.clone().unwrap_or_else(|| PathBuf::from("sbx-results").join(&run_id));
     std::fs::create_dir_all(&results).map_err(|e| usage(format!("cannot create {}: {e}", results.display())))?;
     ctx.state.record_run(&run_id, "running", None)?;
-    ctx.out.note(format!("run {run_id}: {} tasks, {concurrency} at a time; results in {}", tasks.len(), results.display()));
+    ctx.out.note(format!("run {run_id}: {}, {concurrency} at a time; results in {}", report::count(tasks.len(), "task", "tasks"), results.display()));
 
     let cancel = CancellationToken::new();
     let view = View::new(&ctx.out, &tasks);
@@ -250,6 +252,12 @@ fn utc_run_stamp() -> String {
     format!("{:04}{:02}{:02}-{:02}{:02}{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
 }
 
+/// `2026-12-02 04:15:59` (UTC) from Unix seconds.
+fn utc_time(secs: u64) -> String {
+    let t = crate::output::utc(secs);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+}
+
 /// Runs `sbx runs …`.
 pub fn runs_command(ctx: &Ctx, a: RunsArgs) -> Result<Exit> {
     match a.command {
@@ -259,9 +267,9 @@ pub fn runs_command(ctx: &Ctx, a: RunsArgs) -> Result<Exit> {
                 let v: Vec<_> = runs.iter().map(|(id, at, status)| serde_json::json!({"id": id, "createdAt": at, "status": status})).collect();
                 ctx.out.json_value(&serde_json::Value::Array(v));
             } else {
-                ctx.out.line(format!("{:<24} {:<12} {}", "RUN", "STATUS", "CREATED"));
+                ctx.out.line(format!("{:<24} {:<12} {}", "RUN", "STATUS", "CREATED (UTC)"));
                 for (id, at, status) in runs {
-                    ctx.out.line(format!("{id:<24} {status:<12} {at}"));
+                    ctx.out.line(format!("{id:<24} {status:<12} {}", utc_time(at)));
                 }
             }
             Ok(Exit::Success)

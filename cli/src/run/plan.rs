@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::config::{ConfigError, McpServerConfig, RunConfig, Workspace};
+use super::values::{Choice as _, NetworkMode, Size, Span};
 
 /// One task, ready to run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -23,9 +24,9 @@ pub struct PlannedTask {
     pub provider: String,
     pub image: Option<String>,
     pub cpus: Option<f64>,
-    pub memory: Option<String>,
-    pub network: Option<String>,
-    pub ttl: Option<String>,
+    pub memory: Option<Size>,
+    pub network: NetworkMode,
+    pub ttl: Option<Span>,
     pub workspace: Option<Workspace>,
     pub setup: Vec<String>,
     pub agent: String,
@@ -57,10 +58,7 @@ pub fn expand(config: &RunConfig, file: &Path) -> Result<Vec<PlannedTask>, Confi
     let mut out = Vec::new();
     for (i, t) in config.tasks.iter().enumerate() {
         let err = |field: &str, message: String| ConfigError { file: file.to_path_buf(), position: None, path: format!("tasks[{i}].{field}"), message };
-        let timeout = match t.timeout.as_deref().or(d.timeout.as_deref()) {
-            Some(s) => crate::commands::up::parse_duration(s).map_err(|e| err("timeout", e.to_string()))?,
-            None => DEFAULT_TIMEOUT,
-        };
+        let timeout = t.timeout.or(d.timeout).map(|s| s.0).unwrap_or(DEFAULT_TIMEOUT);
         let prompt_from_file = match &t.prompt_file {
             Some(f) => Some(std::fs::read_to_string(base_dir.join(f)).map_err(|e| err("prompt_file", format!("cannot read {f}: {e}")))?),
             None => None,
@@ -92,25 +90,25 @@ pub fn expand(config: &RunConfig, file: &Path) -> Result<Vec<PlannedTask>, Confi
                 name,
                 base: t.name.clone(),
                 matrix: combo.clone(),
-                provider: pick("provider").or_else(|| t.provider.clone()).or_else(|| d.provider.clone()).unwrap_or_else(|| "local".into()),
+                provider: pick("provider").or_else(|| t.provider.or(d.provider).map(|p| p.as_str().to_owned())).unwrap_or_else(|| "local".into()),
                 image: pick("image").or_else(|| t.image.clone()).or_else(|| d.image.clone()),
                 cpus: d.cpus,
-                memory: d.memory.clone(),
-                network: d.network.clone(),
-                ttl: d.ttl.clone(),
+                memory: d.memory,
+                network: d.network.unwrap_or_default(),
+                ttl: d.ttl,
                 workspace: t.workspace.clone().map(|w| match w {
                     Workspace::Dir(p) => Workspace::Dir(base_dir.join(p).to_string_lossy().into_owned()),
                     git => git,
                 }),
                 setup: t.setup.clone(),
-                agent: pick("agent").or_else(|| t.agent.clone()).or_else(|| d.agent.clone()).unwrap_or_else(|| "claude".into()),
+                agent: pick("agent").or_else(|| t.agent.or(d.agent).map(|a| a.as_str().to_owned())).unwrap_or_else(|| "claude".into()),
                 model: pick("model").or_else(|| t.model.clone()).or_else(|| d.model.clone()),
                 prompt,
                 instructions: t.instructions.as_ref().map(|p| base_dir.join(p)),
                 mcp_servers: t.mcp_servers.clone(),
                 skills: t.skills.iter().map(|s| base_dir.join(s)).collect(),
                 env,
-                credentials: d.credentials.clone(),
+                credentials: t.credentials.clone().unwrap_or_else(|| d.credentials.clone()),
                 check: t.check.clone(),
                 artifacts: t.artifacts.clone(),
                 timeout,

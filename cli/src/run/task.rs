@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use futures::StreamExt;
 use sbx_agent::api::process::RunRequest;
-use sbx_agent::api::session::{CreateSessionRequest, EventData, McpServer, PermissionPolicy, TurnOutcome, Usage};
+use sbx_agent::api::session::Usage;
 use sbx_agent::client::{Client, WriteOptions};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -50,8 +49,8 @@ pub struct TaskResult {
     pub provider: String,
     pub sandbox: Option<String>,
     pub attempts: u32,
-    /// Milliseconds per phase.
-    pub phases: BTreeMap<String, u64>,
+    /// The phases that ran, in order; a stopped task's last one is `interrupted`.
+    pub phases: Vec<Phase>,
     pub duration_ms: u64,
     pub check_exit_code: Option<i32>,
     pub usage: Option<Usage>,
@@ -61,6 +60,45 @@ pub struct TaskResult {
     pub diff: Option<super::diff::DiffInfo>,
     pub kept: bool,
 }
+
+/// One phase of a task.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Phase {
+    /// `up`, `workspace`, `setup`, `agent`, `diff`, `check`, `collect`, `down`.
+    pub name: String,
+    pub duration_ms: u64,
+    pub outcome: PhaseOutcome,
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseOutcome {
+    Ok,
+    Failed,
+    /// Stopped by Ctrl-C or the task's timeout while it ran.
+    Interrupted,
+}
+
+/// The error of a phase cut short by Ctrl-C or the timeout (the task's status says which).
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// How long a stopped task may take to wind down (cancel the turn, fetch its last events, take the
+/// diff) before it is dropped where it is.
+const GRACE: Duration = Duration::from_secs(60);
+
+/// Files of an attempt, removed before the next one so none is mistaken for the new attempt's.
+const ATTEMPT_FILES: [&str; 6] = ["events.jsonl", "transcript.md", "diff.patch", "setup.log", "check.log", "exit_code"];
 
 /// What every task shares.
 pub struct TaskEnv<'a> {
@@ -107,6 +145,9 @@ pub async fn run(env: &TaskEnv<'_>, task: &PlannedTask, index: usize) -> TaskRes
 
 async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usize, attempt: u32) -> TaskResult {
     let started = Instant::now();
+    for f in ATTEMPT_FILES {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     let mut r = TaskResult {
         name: task.name.clone(),
         status: Status::Error,
@@ -115,7 +156,7 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
         provider: task.provider.clone(),
         sandbox: None,
         attempts: attempt,
-        phases: BTreeMap::new(),
+        phases: Vec::new(),
         duration_ms: 0,
         check_exit_code: None,
         usage: None,
@@ -126,19 +167,47 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
     };
     let name = sandbox_name(env.run_id, index, &task.name, attempt);
     r.sandbox = Some(name.clone());
-    let work = steps(env, task, dir, &name, &mut r);
-    let outcome = tokio::select! {
-        o = tokio::time::timeout(task.timeout, work) => match o {
-            Ok(o) => o,
-            Err(_) => { r.status = Status::TimedOut; Err(anyhow::anyhow!("timed out after {}s", task.timeout.as_secs())) }
-        },
-        _ = env.cancel.cancelled() => { r.status = Status::Cancelled; Err(anyhow::anyhow!("cancelled")) }
+    // Ctrl-C (the run's token) and the timeout both fire `stop`; the steps then wind down and still
+    // write what they have (see `steps`), within GRACE.
+    let stop = env.cancel.child_token();
+    let mut timed_out = false;
+    let outcome = {
+        let work = steps(env, task, dir, &name, &mut r, &stop);
+        tokio::pin!(work);
+        let first = tokio::select! {
+            o = &mut work => Some(o),
+            _ = tokio::time::sleep(task.timeout) => None,
+            _ = stop.cancelled() => None,
+        };
+        match first {
+            Some(o) => o,
+            None => {
+                timed_out = !env.cancel.is_cancelled();
+                stop.cancel();
+                tokio::time::timeout(GRACE, work)
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("did not wind down within {}s of being stopped", GRACE.as_secs())))
+            }
+        }
     };
     if let Err(e) = outcome {
-        if r.status == Status::Error || r.status == Status::Passed {
-            r.status = Status::Error;
-        }
-        r.message = Some(crate::redact::redact(&crate::output::error_line(&e)));
+        let during = r.phases.iter().find(|p| p.outcome == PhaseOutcome::Interrupted).map(|p| format!(" during {}", p.name)).unwrap_or_default();
+        let why = if e.is::<Stopped>() { String::new() } else { format!(": {}", crate::output::error_line(&e)) };
+        let (status, message) = if timed_out {
+            (Status::TimedOut, format!("timed out after {}{during}{why}", humantime(task.timeout)))
+        } else if env.cancel.is_cancelled() {
+            (Status::Cancelled, format!("cancelled{during}{why}"))
+        } else {
+            (Status::Error, crate::output::error_line(&e))
+        };
+        r.status = status;
+        r.message = Some(crate::redact::redact(&message));
+    }
+    // A task stopped before its agent ran still has a transcript that says so.
+    if !dir.join("transcript.md").exists() {
+        let why = r.message.clone().unwrap_or_default();
+        let _ = std::fs::write(dir.join("transcript.md"), format!("# No agent session\n\nThe agent did not run: {why}\n"));
+        let _ = std::fs::File::create(dir.join("events.jsonl"));
     }
     // Down, unless asked to keep it.
     let keep = env.keep || (env.keep_failed && r.status != Status::Passed);
@@ -149,11 +218,43 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
             (env.progress)(&task.name, "down");
             let t = Instant::now();
             destroy(env.ctx, &name).await;
-            r.phases.insert("down".into(), t.elapsed().as_millis() as u64);
+            push(&mut r, "down", t, PhaseOutcome::Ok);
         }
     }
     r.duration_ms = started.elapsed().as_millis() as u64;
     r
+}
+
+/// `90s`, `20m`, `1h30m`.
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    let mut out = String::new();
+    for (unit, n) in [("h", s / 3600), ("m", s % 3600 / 60), ("s", s % 60)] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() { format!("{}ms", d.as_millis()) } else { out }
+}
+
+fn push(r: &mut TaskResult, name: &str, t: Instant, outcome: PhaseOutcome) {
+    r.phases.push(Phase { name: name.to_owned(), duration_ms: t.elapsed().as_millis() as u64, outcome });
+}
+
+/// Runs one phase, recording it; `stop` cuts it short with [`Stopped`].
+async fn phase<T>(r: &mut TaskResult, name: &str, stop: &CancellationToken, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let t = Instant::now();
+    let out = tokio::select! {
+        o = f => o,
+        _ = stop.cancelled() => Err(Stopped.into()),
+    };
+    let outcome = match &out {
+        Ok(_) => PhaseOutcome::Ok,
+        Err(e) if e.is::<Stopped>() => PhaseOutcome::Interrupted,
+        Err(_) => PhaseOutcome::Failed,
+    };
+    push(r, name, t, outcome);
+    out
 }
 
 /// A sandbox name for the task: `r<run>-<index>-<task>[-a<attempt>]`, lower case, within the
@@ -170,78 +271,95 @@ pub(crate) fn sandbox_name(run_id: &str, index: usize, task: &str, attempt: u32)
     if slug.is_empty() { format!("{}{tail}", head.trim_end_matches('-')) } else { format!("{head}{slug}{tail}") }
 }
 
-/// The pipeline; records phases into `r` and sets the status when it gets that far.
-async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r: &mut TaskResult) -> Result<()> {
+/// The pipeline; records phases into `r` and sets the status when it gets that far. Once the
+/// workspace's baseline exists, the diff is taken whatever happens next (an error, Ctrl-C, the timeout).
+async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r: &mut TaskResult, stop: &CancellationToken) -> Result<()> {
     let quiet = Output { json: false, quiet: 2, fancy: false };
-    let phase = |r: &mut TaskResult, p: &str, t: Instant| {
-        r.phases.insert(p.to_owned(), t.elapsed().as_millis() as u64);
-    };
 
     (env.progress)(&task.name, "up");
-    let t = Instant::now();
-    crate::commands::up::create_named(env.ctx, &task.provider, name, env.run_id, &up_args(task, name)).await?;
-    phase(r, "up", t);
+    phase(r, "up", stop, crate::commands::up::create_named(env.ctx, &task.provider, name, env.run_id, &up_args(task, name))).await?;
     let rec = env.ctx.record(name)?;
     let client = env.ctx.client(&rec).await?;
 
     (env.progress)(&task.name, "workspace");
-    let t = Instant::now();
-    let base = workspace(&client, &quiet, task).await?;
-    phase(r, "workspace", t);
+    let base = phase(r, "workspace", stop, workspace(&client, &quiet, task)).await?;
 
-    (env.progress)(&task.name, "setup");
+    let ran = setup_and_agent(env, &client, task, dir, r, stop).await;
+
+    // The diff against the baseline: the agent's commits, edits and new files (also after a stop).
     let t = Instant::now();
-    let mut setup_log = std::fs::File::create(dir.join("setup.log"))?;
-    for cmd in &task.setup {
-        let out = shell(&client, cmd, &task.env, task.timeout).await?;
-        writeln!(setup_log, "$ {cmd}")?;
-        setup_log.write_all(&out.stdout)?;
-        setup_log.write_all(&out.stderr)?;
-        writeln!(setup_log, "(exit {})", out.exit_code.unwrap_or(-1))?;
-        if out.exit_code != Some(0) {
-            phase(r, "setup", t);
-            anyhow::bail!("setup command `{cmd}` exited with {:?} (see setup.log)", out.exit_code);
+    match super::diff::take(&client, &base, &task.name, dir, env.diff_inline_limit).await {
+        Ok(d) => {
+            r.diff = Some(d);
+            push(r, "diff", t, PhaseOutcome::Ok);
+        }
+        Err(e) => {
+            push(r, "diff", t, PhaseOutcome::Failed);
+            if ran.is_ok() {
+                return Err(e);
+            }
         }
     }
-    phase(r, "setup", t);
-
-    (env.progress)(&task.name, &format!("agent ({})", task.agent));
-    let t = Instant::now();
-    let agent_ok = agent(env, &client, task, dir, r).await?;
-    phase(r, "agent", t);
-
-    // The diff against the baseline: the agent's commits, edits and new files.
-    let t = Instant::now();
-    r.diff = Some(super::diff::take(&client, &base, &task.name, dir, env.diff_inline_limit).await?);
-    phase(r, "diff", t);
+    let agent_ok = ran?;
 
     (env.progress)(&task.name, "check");
-    let t = Instant::now();
     let mut passed = agent_ok;
     if let Some(check) = &task.check {
-        let out = shell(&client, check, &task.env, task.timeout).await?;
-        let log = [format!("$ {check}\n").as_bytes(), &out.stdout, &out.stderr, format!("(exit {})\n", out.exit_code.unwrap_or(-1)).as_bytes()].concat();
-        std::fs::write(dir.join("check.log"), log)?;
+        let out = phase(r, "check", stop, async {
+            let out = shell(&client, check, &task.env, task.timeout).await?;
+            let log = [format!("$ {check}\n").as_bytes(), &out.stdout, &out.stderr, format!("(exit {})\n", out.exit_code.unwrap_or(-1)).as_bytes()].concat();
+            std::fs::write(dir.join("check.log"), log)?;
+            Ok(out)
+        })
+        .await?;
         r.check_exit_code = out.exit_code;
         passed = passed && out.exit_code == Some(0);
     }
-    phase(r, "check", t);
 
     if !task.artifacts.is_empty() {
         (env.progress)(&task.name, "collect");
-        let t = Instant::now();
-        r.artifacts = collect(&client, &quiet, task, &dir.join("artifacts")).await?;
-        phase(r, "collect", t);
+        r.artifacts = phase(r, "collect", stop, collect(&client, &quiet, task, &dir.join("artifacts"))).await?;
     }
     r.status = if passed { Status::Passed } else { Status::Failed };
     if !passed {
         r.message = Some(match (agent_ok, r.check_exit_code) {
             (false, _) => "the agent's turn did not complete (see events.jsonl)".into(),
             (true, Some(c)) => format!("the check exited with {c} (see check.log)"),
-            (true, None) => "failed".into(),
+            (true, None) => "the check was killed (see check.log)".into(),
         });
     }
     Ok(())
+}
+
+/// `setup` commands, then the agent's turn; `Ok(true)` when the turn completed.
+async fn setup_and_agent(env: &TaskEnv<'_>, client: &Client, task: &PlannedTask, dir: &Path, r: &mut TaskResult, stop: &CancellationToken) -> Result<bool> {
+    (env.progress)(&task.name, "setup");
+    phase(r, "setup", stop, async {
+        let mut setup_log = std::fs::File::create(dir.join("setup.log"))?;
+        for cmd in &task.setup {
+            let out = shell(client, cmd, &task.env, task.timeout).await?;
+            writeln!(setup_log, "$ {cmd}")?;
+            setup_log.write_all(&out.stdout)?;
+            setup_log.write_all(&out.stderr)?;
+            writeln!(setup_log, "(exit {})", out.exit_code.unwrap_or(-1))?;
+            if out.exit_code != Some(0) {
+                anyhow::bail!("setup command `{cmd}` exited with {:?} (see setup.log)", out.exit_code);
+            }
+        }
+        Ok(())
+    })
+    .await?;
+
+    (env.progress)(&task.name, &format!("agent ({})", task.agent));
+    let t = Instant::now();
+    let out = super::agent::run(env, client, task, dir, r, stop).await;
+    let outcome = match &out {
+        Ok(_) => PhaseOutcome::Ok,
+        Err(e) if e.is::<Stopped>() => PhaseOutcome::Interrupted,
+        Err(_) => PhaseOutcome::Failed,
+    };
+    push(r, "agent", t, outcome);
+    out
 }
 
 fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
@@ -252,11 +370,11 @@ fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
         env: Vec::new(),
         env_file: Vec::new(),
         cpus: task.cpus,
-        memory: task.memory.clone(),
-        network: task.network.clone().unwrap_or_else(|| "bridge".into()),
+        memory: task.memory.map(|m| format!("{}m", m.bytes().div_ceil(1 << 20))),
+        network: task.network.to_string(),
         ports: Vec::new(),
         labels: vec![format!("sbx-task={}", task.name)],
-        ttl: task.ttl.clone(),
+        ttl: task.ttl.map(|t| format!("{}s", t.0.as_secs())),
         credentials: task.credentials.clone(),
         resume: None,
     }
@@ -297,76 +415,6 @@ async fn workspace(client: &Client, quiet: &Output, task: &PlannedTask) -> Resul
     let out = shell(client, base, &BTreeMap::new(), Duration::from_secs(120)).await?;
     anyhow::ensure!(out.exit_code == Some(0), "could not record the workspace baseline (is git installed in the image?): {}", out.stderr.trim_ascii().escape_ascii());
     Ok(String::from_utf8_lossy(out.stdout.trim_ascii()).into_owned())
-}
-
-/// One agent session, one turn; events go to `events.jsonl` (and the host state) as they arrive.
-async fn agent(env: &TaskEnv<'_>, client: &Client, task: &PlannedTask, dir: &Path, r: &mut TaskResult) -> Result<bool> {
-    let skills = task
-        .skills
-        .iter()
-        .map(|s| format!(".sbx-run/skills/{}", s.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "skill".into())))
-        .collect();
-    let req = CreateSessionRequest {
-        agent: task.agent.clone(),
-        cwd: Some(WORK.into()),
-        model: task.model.clone(),
-        permission_policy: PermissionPolicy::AllowAll,
-        env: task.env.clone(),
-        mcp_servers: task
-            .mcp_servers
-            .iter()
-            .map(|m| McpServer {
-                name: m.name.clone(),
-                command: m.command.clone(),
-                args: m.args.clone(),
-                env: m.env.clone(),
-                url: m.url.clone(),
-                headers: m.headers.clone(),
-            })
-            .collect(),
-        skills,
-        ..Default::default()
-    };
-    let session = client.create_session(&req).await.context("starting the agent")?;
-    let turn = client.send_message(&session.id, &task.prompt, false).await?;
-    let mut follow = client.follow_events(&session.id, 0).await?;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
-    let mut all = Vec::new();
-    let mut rows = Vec::new();
-    let mut outcome = None;
-    let sandbox = r.sandbox.clone().unwrap_or_default();
-    loop {
-        let ev = tokio::select! {
-            ev = follow.next() => ev,
-            _ = env.cancel.cancelled() => {
-                let _ = client.cancel_turn(&session.id).await;
-                None
-            }
-        };
-        let Some(ev) = ev else { break };
-        let ev = ev?;
-        let line = serde_json::to_string(&ev)?;
-        writeln!(file, "{line}")?;
-        rows.push((ev.sequence, line));
-        r.events += 1;
-        let done = match &ev.body {
-            EventData::TurnCompleted(t) if ev.sequence > turn.first_sequence => {
-                r.usage = t.usage.clone();
-                Some(t.outcome)
-            }
-            _ => None,
-        };
-        all.push(ev);
-        if let Some(o) = done {
-            outcome = Some(o);
-            break;
-        }
-    }
-    file.flush()?;
-    env.ctx.state.record_events(&sandbox, &session.id, &rows)?;
-    std::fs::write(dir.join("transcript.md"), crate::commands::session::markdown(&session.id, &all))?;
-    let _ = client.end_session(&session.id, false).await;
-    Ok(outcome == Some(TurnOutcome::Completed))
 }
 
 /// Downloads the workspace files matching the task's globs.

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -90,6 +91,176 @@ impl JsonSchema for Size {
     }
 }
 
+/// A duration: `90s`, `30m`, `2h`, `1d`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub Duration);
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a duration: use e.g. 90s, 30m, 2h or 1d");
+        let t = s.trim();
+        let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let mult = match unit.trim() {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86400,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(mult).map(|secs| Span(Duration::from_secs(secs))).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        for (unit, m) in [("d", 86400), ("h", 3600), ("m", 60)] {
+            if s >= m && s % m == 0 {
+                return write!(f, "{}{unit}", s / m);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(d)? {
+            Scalar::Int(n) => Ok(Span(Duration::from_secs(n))),
+            Scalar::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl JsonSchema for Span {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A duration: seconds, or a number with a unit s, m, h, d, e.g. 90s, 30m, 2h.",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^\\s*[0-9]+\\s*[smhd]?\\s*$"}
+            ]
+        })
+    }
+}
+
+/// A closed set of names in `sbx.yaml`, each with its spelling in the file.
+pub trait Choice: Sized + Copy + 'static {
+    /// Every value with its name.
+    const ALL: &'static [(&'static str, Self)];
+
+    /// The name as written in the file.
+    fn as_str(self) -> &'static str
+    where
+        Self: PartialEq,
+    {
+        Self::ALL.iter().find(|(_, v)| *v == self).map(|(n, _)| *n).unwrap_or_default()
+    }
+
+    /// Parses a name; the error names the valid ones and the closest.
+    fn parse(what: &str, s: &str) -> Result<Self, String> {
+        if let Some((_, v)) = Self::ALL.iter().find(|(n, _)| *n == s) {
+            return Ok(*v);
+        }
+        let names: Vec<&str> = Self::ALL.iter().map(|(n, _)| *n).collect();
+        Err(unknown(what, s, &names))
+    }
+}
+
+/// "unknown provider `dokcer`; did you mean `docker`? (valid: local, docker, …)".
+pub fn unknown(what: &str, got: &str, valid: &[&str]) -> String {
+    let best = valid.iter().map(|c| (strsim::damerau_levenshtein(got, c), *c)).filter(|(d, c)| *d <= 2.max(c.len() / 3)).min();
+    match best {
+        Some((_, c)) => format!("unknown {what} `{got}`; did you mean `{c}`? (valid: {})", valid.join(", ")),
+        None => format!("unknown {what} `{got}` (valid: {})", valid.join(", ")),
+    }
+}
+
+/// Implements Deserialize, Serialize and JsonSchema for a [`Choice`] from its names.
+macro_rules! choice {
+    ($ty:ident, $what:literal, $doc:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$ty as Choice>::parse($what, &s).map_err(serde::de::Error::custom)
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                let names: Vec<&str> = <$ty as Choice>::ALL.iter().map(|(n, _)| *n).collect();
+                json_schema!({"description": $doc, "type": "string", "enum": names})
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// The sandbox's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkMode {
+    /// The provider's usual network.
+    #[default]
+    Bridge,
+    /// No network (the runtime is reached another way, e.g. a Unix socket).
+    None,
+}
+
+impl Choice for NetworkMode {
+    const ALL: &'static [(&'static str, Self)] = &[("bridge", Self::Bridge), ("none", Self::None)];
+}
+choice!(NetworkMode, "network mode", "`bridge` (the provider's usual network) or `none`.");
+
+/// A provider `sbx run` can use. (When the provider registry lands in sbx-providers, this list
+/// comes from it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderName {
+    Local,
+    Docker,
+    E2b,
+    Daytona,
+}
+
+impl Choice for ProviderName {
+    const ALL: &'static [(&'static str, Self)] = &[("local", Self::Local), ("docker", Self::Docker), ("e2b", Self::E2b), ("daytona", Self::Daytona)];
+}
+choice!(ProviderName, "provider", "Where sandboxes are made: `local`, `docker`, `e2b` or `daytona`.");
+
+/// An agent the runtime runs sessions of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentName {
+    Claude,
+    Codex,
+    Mock,
+}
+
+impl Choice for AgentName {
+    const ALL: &'static [(&'static str, Self)] = &[("claude", Self::Claude), ("codex", Self::Codex), ("mock", Self::Mock)];
+}
+choice!(AgentName, "agent", "The coding agent: `claude`, `codex`, or `mock` (built in, no LLM).");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +275,16 @@ mod tests {
         for bad in ["2x", "", "m", "1.5g", "-1", "99999999999t"] {
             assert!(bad.parse::<Size>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_and_choices_parse() {
+        assert_eq!("90s".parse::<Span>().unwrap().0, Duration::from_secs(90));
+        assert_eq!("2h".parse::<Span>().unwrap().to_string(), "2h");
+        assert!("2x".parse::<Span>().is_err() && "".parse::<Span>().is_err());
+        assert_eq!(<NetworkMode as Choice>::parse("network mode", "none"), Ok(NetworkMode::None));
+        let e = <NetworkMode as Choice>::parse("network mode", "nnone").unwrap_err();
+        assert_eq!(e, "unknown network mode `nnone`; did you mean `none`? (valid: bridge, none)");
+        assert_eq!(ProviderName::Docker.as_str(), "docker");
     }
 }
