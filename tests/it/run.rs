@@ -485,7 +485,7 @@ fn a_task_cancelled_mid_turn_keeps_its_partial_results() {
     std::fs::create_dir_all(dir.path().join("repo")).unwrap();
     std::fs::write(dir.path().join("repo/README.md"), "hi\n").unwrap();
     std::fs::write(dir.path().join("sbx.yaml"), slow_task("10m")).unwrap();
-    let mut child = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // Mid-turn: the agent has written partial.txt and is sleeping.
     let started = std::time::Instant::now();
     let mut mid_turn = false;
