@@ -59,7 +59,7 @@ fn script(base: &str) -> String {
 /// Writes `diff.patch` into `dir` and says what it holds. `base` is the baseline commit.
 pub async fn take(client: &Client, base: &str, task: &str, dir: &Path, inline_limit: u64) -> Result<DiffInfo> {
     anyhow::ensure!(!base.is_empty() && base.chars().all(|c| c.is_ascii_hexdigit()), "bad baseline commit id `{base}`");
-    let mut req = sbx_agent::api::process::RunRequest::shell(&script(base));
+    let mut req = sbx_agent::api::process::RunRequest::shell(script(base));
     req.cwd = Some(super::task::WORK.to_owned());
     req.env = BTreeMap::new();
     req.timeout_ms = Some(Duration::from_secs(300).as_millis() as u64);

@@ -45,7 +45,7 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, m) in [("t", 1u64 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)] {
-            if n >= m && n % m == 0 {
+            if n >= m && n.is_multiple_of(m) {
                 return write!(f, "{}{unit}", n / m);
             }
         }
@@ -117,7 +117,7 @@ impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0.as_secs();
         for (unit, m) in [("d", 86400), ("h", 3600), ("m", 60)] {
-            if s >= m && s % m == 0 {
+            if s >= m && s.is_multiple_of(m) {
                 return write!(f, "{}{unit}", s / m);
             }
         }
