@@ -86,6 +86,8 @@ pub enum Command {
     Prompt(commands::session::PromptArgs),
     /// The coding agents in a sandbox: ls, install.
     Agent(commands::agent::AgentArgs),
+    /// Check a sandbox's agents and whether their LLM endpoint answers from inside it.
+    Doctor(commands::doctor::DoctorArgs),
     /// LLM credentials on this machine: list them (masked) or print them as shell assignments.
     Credentials(commands::credentials::CredentialsArgs),
     /// Cloud provider API keys (stored in a file only you can read): login, logout, status.

@@ -1,5 +1,6 @@
 //! `sbx`: parse, dispatch, report. Everything else lives in the library modules.
 
+mod agents_setup;
 mod auth;
 mod cli;
 mod commands;

@@ -1,4 +1,5 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
+mod agent_install;
 mod auth;
 mod claude_agent;
 mod cli;
@@ -10,9 +11,11 @@ mod docker;
 mod e2b;
 mod fake_llm;
 mod fs;
+mod llm_endpoint;
 mod output_bytes;
 mod processes;
 mod pty;
 mod run;
+mod run_agents;
 mod secrets;
 mod sessions;

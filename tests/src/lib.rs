@@ -5,6 +5,7 @@
 
 pub mod fake_llm;
 pub mod fakes;
+pub mod release_channel;
 pub mod sessions;
 
 use std::path::{Path, PathBuf};

@@ -525,9 +525,10 @@ pub struct AgentList {
     pub agents: Vec<AgentInfo>,
 }
 
-/// `POST /v1/agents/{id}/install`. Sources are tried in order: already installed (unless
-/// `reinstall`), `fromPath` (a binary already uploaded into the sandbox), the mirror (`mirrorUrl` or
-/// `SBX_AGENT_MIRROR`), then the vendor's channel.
+/// `POST /v1/agents/{id}/install`. `source` picks where from; without one, `fromPath` means `path`,
+/// `mirrorUrl` means `mirror`, and otherwise it is `auto`: already installed (unless `reinstall`),
+/// then the mirror when one is configured, the vendor's release channel, the agent's PyPI wheel; the
+/// first that works wins, and an error lists what was tried.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstallAgentRequest {
@@ -547,6 +548,26 @@ pub struct InstallAgentRequest {
     /// Expected SHA-256 (hex) of the binary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// `auto`, `image` (only what is already there), `path`, `mirror`, `vendor` or `pip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Base URL of the vendor's release channel, laid out as the vendor publishes it (default: the
+    /// runtime's `SBX_CLAUDE_RELEASES_URL` / `SBX_CODEX_RELEASES_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_url: Option<String>,
+    /// A Python package index for `pip` (default: pip's own configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pip_index_url: Option<String>,
+}
+
+/// One install source that was tried and did not work.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallAttempt {
+    /// The source.
+    pub source: String,
+    /// Why it did not work.
+    pub error: String,
 }
 
 /// Result of an install.
@@ -555,10 +576,19 @@ pub struct InstallAgentRequest {
 pub struct InstallAgentResponse {
     /// The agent as it is now.
     pub agent: AgentInfo,
-    /// Where it came from: `present`, `path`, `mirror` or `vendor`.
+    /// Where it came from: `present`, `path`, `mirror`, `vendor` or `pip`.
     pub source: String,
     /// Whether anything changed.
     pub changed: bool,
+    /// The version installed from a channel (as the channel names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_version: Option<String>,
+    /// Sources tried before the one that worked (`auto`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tried: Vec<InstallAttempt>,
+    /// How long the install took.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,6 +662,57 @@ pub struct CreateSessionRequest {
     /// Directories of skills to give the agent (each holds a `SKILL.md`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skills: Vec<String>,
+    /// Where the agent's model API is: the runtime writes the agent's own configuration for it
+    /// (Claude Code's `ANTHROPIC_BASE_URL`, a Codex model provider in a session `CODEX_HOME`).
+    /// Default: the runtime's `SBX_LLM_BASE_URL_<AGENT>` or `SBX_LLM_BASE_URL` (what `sbx up
+    /// --llm-base-url` sets), unless the session's `env` configures the agent itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmEndpoint>,
+}
+
+/// An LLM endpoint for an agent session.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LlmEndpoint {
+    /// The root URL of the model API (a gateway or proxy), with or without a trailing `/v1`:
+    /// Claude Code calls `<root>/v1/messages`, Codex `<root>/v1/responses`.
+    pub base_url: String,
+}
+
+/// `POST /v1/agents/{id}/check-llm`: is the agent's model API reachable from inside the sandbox?
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckLlmRequest {
+    /// The endpoint to check (default: what a session of this agent would use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmEndpoint>,
+    /// A session environment to resolve the endpoint from (as `CreateSessionRequest.env`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// The answer of `POST /v1/agents/{id}/check-llm`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckLlmResponse {
+    /// The agent.
+    pub agent: String,
+    /// The URL checked (`None`: the agent uses its vendor's default endpoint, which is not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where the URL came from: `request`, `runtime` (SBX_LLM_BASE_URL…), `env` (the agent's own
+    /// variable), or `default`.
+    pub source: String,
+    /// Whether an HTTP answer came back (any status: a gateway may answer 404 at its root).
+    pub reachable: bool,
+    /// The HTTP status that came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// How long the check took.
+    pub latency_ms: u64,
+    /// What went wrong (connection refused, DNS, TLS, timeout…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether a session can take messages.

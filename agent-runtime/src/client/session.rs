@@ -29,7 +29,7 @@ use reqwest::Method;
 use super::sse::SseParser;
 use super::{Client, ClientError, Result};
 use crate::api::session::{
-    AgentInfo, AgentList, CancelResponse, CreateSessionRequest, Event, EventData, EventPage, InstallAgentRequest,
+    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, Event, EventData, EventPage, InstallAgentRequest,
     InstallAgentResponse, PermissionDecision, PermissionReply, QuestionReply, SendMessageRequest, SendMessageResponse,
     SessionInfo, SessionList, SESSION_EVENT,
 };
@@ -56,6 +56,12 @@ impl Client {
     /// `POST /v1/agents/{id}/install`.
     pub async fn install_agent(&self, id: &str, req: &InstallAgentRequest) -> Result<InstallAgentResponse> {
         let path = format!("/v1/agents/{}/install", super::encode_segment(id));
+        self.send_json(self.request(Method::POST, &path).json(req)).await
+    }
+
+    /// `POST /v1/agents/{id}/check-llm`: whether the agent's LLM endpoint answers from inside the sandbox.
+    pub async fn check_llm(&self, id: &str, req: &CheckLlmRequest) -> Result<CheckLlmResponse> {
+        let path = format!("/v1/agents/{}/check-llm", super::encode_segment(id));
         self.send_json(self.request(Method::POST, &path).json(req)).await
     }
 

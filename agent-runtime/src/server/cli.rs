@@ -90,6 +90,15 @@ pub struct InstallAgentArgs {
     /// Expected SHA-256 of the binary.
     #[arg(long)]
     pub sha256: Option<String>,
+    /// Where from: auto (default), image, path, mirror, vendor, pip.
+    #[arg(long, value_parser = ["auto", "image", "path", "mirror", "vendor", "pip"])]
+    pub source: Option<String>,
+    /// The vendor release channel's base URL (default: $SBX_CLAUDE_RELEASES_URL / $SBX_CODEX_RELEASES_URL).
+    #[arg(long)]
+    pub channel_url: Option<String>,
+    /// A Python package index for `--source pip`.
+    #[arg(long)]
+    pub pip_index_url: Option<String>,
     /// The runtime's state directory (default: $XDG_STATE_HOME/sbx-agent).
     #[arg(long, env = "SBX_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -379,6 +388,9 @@ fn install_agent(args: InstallAgentArgs) -> ExitCode {
             from_path: args.from_path.clone(),
             mirror_url: args.mirror.clone(),
             sha256: args.sha256.clone(),
+            source: args.source.clone(),
+            channel_url: args.channel_url.clone(),
+            pip_index_url: args.pip_index_url.clone(),
         };
         match runtime().block_on(super::sessions::install_agent_into(&dir, &id, req)) {
             Ok(r) if args.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),

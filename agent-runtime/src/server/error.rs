@@ -45,6 +45,10 @@ impl ApiError {
     pub fn kind(&self) -> ProblemKind {
         self.kind
     }
+    /// What went wrong, as the client sees it.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 
     /// Maps an I/O error on `path` to the closest problem kind.
     pub fn io(path: &str, err: std::io::Error) -> Self {

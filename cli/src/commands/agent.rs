@@ -88,6 +88,7 @@ async fn install(ctx: &Ctx, a: InstallArgs) -> Result<Exit> {
         mirror_url: a.mirror.clone(),
         sha256: a.sha256.clone(),
         from_path: None,
+        ..Default::default()
     };
     let mut uploaded = None;
     if let Some(given) = &a.from_host {

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod auth;
 pub mod credentials;
+pub mod doctor;
 pub mod completions;
 pub mod exec;
 pub mod fs;
@@ -49,6 +50,7 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Session(a) => session::run(&ctx, a).await,
         Command::Prompt(a) => session::prompt(&ctx, a).await,
         Command::Agent(a) => agent::run(&ctx, a).await,
+        Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Auth(a) => auth::run(&ctx, a).await,
         Command::Credentials(_) | Command::Config(_) => unreachable!("handled above"),
         Command::Run(a) => crate::run::run(&ctx, a).await,

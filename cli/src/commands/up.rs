@@ -62,6 +62,21 @@ pub struct UpArgs {
     /// paused, start the runtime in it, and record it under --name (default: its sbx name).
     #[arg(long, value_name = "ID", conflicts_with_all = ["image", "env", "env_file", "cpus", "memory", "ports", "labels", "ttl"])]
     pub resume: Option<String>,
+    /// Agents to put in the sandbox once it is up (claude, codex; comma-separated). With
+    /// --agents-from and no --agents: both.
+    #[arg(long, value_delimiter = ',', value_name = "AGENTS", help_heading = "Agents")]
+    pub agents: Vec<String>,
+    /// How agents get in: auto (image, then this machine's binary, then the vendor channel, then
+    /// pip), from-host, vendor, image, pip, or mirror=URL.
+    #[arg(long, value_name = "SOURCE", help_heading = "Agents")]
+    pub agents_from: Option<crate::agents_setup::AgentsFrom>,
+    /// The agents' version where the source has versions: stable, latest or e.g. 2.1.7.
+    #[arg(long, value_name = "VERSION", help_heading = "Agents")]
+    pub agent_version: Option<String>,
+    /// The LLM endpoint the sandbox's agents use (a gateway or proxy): URL for every agent, or
+    /// AGENT=URL (repeatable). sbx writes each agent's own configuration for it.
+    #[arg(long, value_name = "URL", help_heading = "Agents")]
+    pub llm_base_url: Vec<String>,
 }
 
 /// Checks a sandbox name.
@@ -140,6 +155,7 @@ fn build_spec(a: &UpArgs, name: &str, run_id: &str, state_id: &str) -> Result<(S
         let (k, v) = parse_kv(e, "--env")?;
         env.insert(k, v);
     }
+    env.extend(crate::agents_setup::sandbox_env(&a.llm_base_url).map_err(usage)?);
     let mut user_labels = Labels::new();
     for l in &a.labels {
         let (k, v) = parse_kv(l, "--label")?;
@@ -215,6 +231,7 @@ pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     };
     match outcome {
         Ok(id) => {
+            crate::agents_setup::after_up(ctx, &name, &a).await?;
             let rec = ctx.state.get(&name)?.context("state lost the sandbox")?;
             if ctx.out.json {
                 ctx.out.json_value(&serde_json::json!({

@@ -69,6 +69,7 @@ fn request(task: &PlannedTask) -> CreateSessionRequest {
             })
             .collect(),
         skills,
+        llm: task.llm.for_agent(&task.agent),
         ..Default::default()
     }
 }

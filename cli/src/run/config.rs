@@ -56,6 +56,13 @@ pub struct Defaults {
     /// Diffs up to this size are shown in `summary.md` (default `64k`); a larger one is still kept
     /// whole in `<task>/diff.patch`, and the summaries say so.
     pub diff_inline_limit: Option<Size>,
+    /// How agents get into each sandbox: `auto` (default), `from-host`, `vendor`, `image`, `pip`,
+    /// `mirror=URL`.
+    pub agent_install: Option<String>,
+    /// The agent's version where the source has versions: `stable`, `latest` or e.g. `2.1.7`.
+    pub agent_version: Option<String>,
+    /// Where the agents' model API is; sbx writes each agent's own configuration for it.
+    pub llm: Option<crate::agents_setup::LlmConfig>,
 }
 
 /// Where a task's files come from.
@@ -148,6 +155,12 @@ pub struct TaskConfig {
     /// Extra attempts after a failure.
     #[serde(default)]
     pub retries: u32,
+    /// How the agent gets into this task's sandbox (over the defaults').
+    pub agent_install: Option<String>,
+    /// The agent's version for this task.
+    pub agent_version: Option<String>,
+    /// This task's LLM endpoint (key by key over the defaults').
+    pub llm: Option<crate::agents_setup::LlmConfig>,
     /// Expand this task over lists: each combination becomes one task, named after its values.
     /// Keys: `agent`, `model`, `prompt`, `provider`, `image`, or `env.NAME`.
     #[serde(default)]
@@ -305,6 +318,11 @@ fn check(path: &Path, text: &str, c: &RunConfig) -> Result<(), ConfigError> {
         for a in t.credentials.iter().flatten() {
             if !sbx_agent::credentials::AGENTS.contains(&a.as_str()) {
                 return Err(err(field("credentials"), Some(a), super::values::unknown("agent", a, sbx_agent::credentials::AGENTS)));
+            }
+        }
+        if let Some(s) = t.agent_install.as_deref().or(c.defaults.agent_install.as_deref()) {
+            if let Err(e) = s.parse::<crate::agents_setup::AgentsFrom>() {
+                return Err(err(field("agent_install"), Some("agent_install:"), e));
             }
         }
         for m in &t.mcp_servers {

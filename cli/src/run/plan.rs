@@ -42,6 +42,10 @@ pub struct PlannedTask {
     #[serde(serialize_with = "secs")]
     pub timeout: Duration,
     pub retries: u32,
+    /// How the agent gets in (`auto`, `from-host`, …; checked when the file is read).
+    pub agent_install: String,
+    pub agent_version: Option<String>,
+    pub llm: crate::agents_setup::LlmConfig,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -113,6 +117,9 @@ pub fn expand(config: &RunConfig, file: &Path) -> Result<Vec<PlannedTask>, Confi
                 artifacts: t.artifacts.clone(),
                 timeout,
                 retries: t.retries,
+                agent_install: t.agent_install.clone().or_else(|| d.agent_install.clone()).unwrap_or_else(|| "auto".into()),
+                agent_version: t.agent_version.clone().or_else(|| d.agent_version.clone()),
+                llm: d.llm.clone().unwrap_or_default().merged(t.llm.as_ref()),
             });
         }
     }

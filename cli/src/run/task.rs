@@ -59,6 +59,8 @@ pub struct TaskResult {
     /// The diff's size and where it is (`None` when the task did not get as far as a workspace).
     pub diff: Option<super::diff::DiffInfo>,
     pub kept: bool,
+    /// Where the agent came from and how long that took (also the `agent_install` phase).
+    pub agent_install: Option<crate::agents_setup::InstallReport>,
 }
 
 /// One phase of a task.
@@ -164,6 +166,7 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
         artifacts: Vec::new(),
         diff: None,
         kept: false,
+        agent_install: None,
     };
     let name = sandbox_name(env.run_id, index, &task.name, attempt);
     r.sandbox = Some(name.clone());
@@ -350,6 +353,11 @@ async fn setup_and_agent(env: &TaskEnv<'_>, client: &Client, task: &PlannedTask,
     })
     .await?;
 
+    (env.progress)(&task.name, &format!("agent install ({})", task.agent));
+    let from: crate::agents_setup::AgentsFrom = task.agent_install.parse().map_err(anyhow::Error::msg)?;
+    let installed = phase(r, "agent_install", stop, crate::agents_setup::ensure_agent(client, &task.agent, &from, task.agent_version.as_deref())).await?;
+    r.agent_install = Some(installed);
+
     (env.progress)(&task.name, &format!("agent ({})", task.agent));
     let t = Instant::now();
     let out = super::agent::run(env, client, task, dir, r, stop).await;
@@ -377,6 +385,10 @@ fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
         ttl: task.ttl.map(|t| format!("{}s", t.0.as_secs())),
         credentials: task.credentials.clone(),
         resume: None,
+        agents: Vec::new(),
+        agents_from: None,
+        agent_version: None,
+        llm_base_url: Vec::new(),
     }
 }
 

@@ -2,32 +2,24 @@
 //! starting a driver for a session.
 //!
 //! A binary is looked for in the runtime's own agent directory first (`<state>/agents/bin/<id>`,
-//! where installs put it), then on `PATH`. Installing takes, in order: what is already there (unless
-//! reinstalling), a binary already in the sandbox (`fromPath`, e.g. uploaded from the host), a mirror
-//! given by a URL template (with a SHA-256 check).
+//! where installs put it), then on `PATH`. Installing is in `install/`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
-
 use super::driver::{AgentDriver, AgentGone, SessionSettings};
-use crate::api::session::{AgentCapabilities, AgentInfo, AgentMode, InstallAgentRequest, InstallAgentResponse};
+use crate::api::session::{AgentCapabilities, AgentInfo, AgentMode};
 use crate::server::ApiError;
-
-/// Env var holding the default mirror URL template for installs.
-pub(crate) const MIRROR_ENV: &str = "SBX_AGENT_MIRROR";
 
 /// A known agent.
 #[derive(Debug)]
 pub(crate) struct AgentSpec {
     pub(crate) id: &'static str,
-    name: &'static str,
+    pub(super) name: &'static str,
     /// Binary names to look for on PATH.
-    binaries: &'static [&'static str],
+    pub(super) binaries: &'static [&'static str],
     models: &'static [&'static str],
     modes: &'static [(&'static str, &'static str)],
     capabilities: fn() -> AgentCapabilities,
@@ -92,11 +84,17 @@ pub(crate) struct AgentRegistry {
 }
 
 impl AgentRegistry {
+    /// The agent directory (`<state>/agents`).
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn new(dir: PathBuf) -> Self {
         Self { dir, versions: Mutex::new(HashMap::new()) }
     }
 
-    fn bin_dir(&self) -> PathBuf {
+    /// Where installs put binaries (`<state>/agents/bin`).
+    pub(super) fn bin_dir(&self) -> PathBuf {
         self.dir.join("bin")
     }
 
@@ -202,66 +200,11 @@ impl AgentRegistry {
         self.versions.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (mtime, v.clone()));
         Some(v)
     }
-
-    /// Installs an agent (see the module docs for the order of sources).
-    pub(crate) async fn install(&self, spec: &'static AgentSpec, req: InstallAgentRequest) -> Result<InstallAgentResponse, ApiError> {
-        if spec.binaries.is_empty() {
-            return Ok(InstallAgentResponse { agent: self.info(spec).await, source: "present".into(), changed: false });
-        }
-        if !req.reinstall && req.from_path.is_none() {
-            if self.find(spec).is_some() {
-                return Ok(InstallAgentResponse { agent: self.info(spec).await, source: "present".into(), changed: false });
-            }
-        }
-        let target = self.bin_dir().join(spec.id);
-        tokio::fs::create_dir_all(self.bin_dir()).await.map_err(|e| ApiError::io(&self.bin_dir().to_string_lossy(), e))?;
-        let source = if let Some(from) = &req.from_path {
-            let from = PathBuf::from(from);
-            if !from.is_file() {
-                return Err(ApiError::bad_request(format!("fromPath `{}` is not a file in the sandbox", from.display())));
-            }
-            let staged = target.with_extension("partial");
-            copy_checked(&from, &staged, req.sha256.as_deref()).await?;
-            finish_install(&staged, &target).await?;
-            "path"
-        } else {
-            let template = req.mirror_url.clone().or_else(|| std::env::var(MIRROR_ENV).ok().filter(|s| !s.is_empty()));
-            let Some(template) = template else {
-                return Err(ApiError::bad_request(format!(
-                    "the {} agent is not installed and no install source was given: upload the binary from the host \
-                     (`sbx agent install <sandbox> {} --from-host`), or give a mirror URL template (`mirrorUrl` or {MIRROR_ENV}, \
-                     e.g. http://mirror/{{agent}}/{{version}}/{{os}}-{{arch}}/{{agent}}). This runtime has no network path to the vendor's channel.",
-                    spec.name, spec.id
-                )));
-            };
-            let version = req.version.clone().unwrap_or_else(|| "latest".into());
-            let url = template
-                .replace("{agent}", spec.id)
-                .replace("{version}", &version)
-                .replace("{os}", std::env::consts::OS)
-                .replace("{arch}", std::env::consts::ARCH);
-            let staged = target.with_extension("partial");
-            download_checked(&url, &staged, req.sha256.as_deref()).await?;
-            finish_install(&staged, &target).await?;
-            "mirror"
-        };
-        let agent = self.info(spec).await;
-        if agent.version.is_none() {
-            return Err(ApiError::bad_request(format!(
-                "installed {} at {}, but `{} --version` does not run; is it a binary for {}-{}?",
-                spec.name,
-                target.display(),
-                target.display(),
-                std::env::consts::OS,
-                std::env::consts::ARCH
-            )));
-        }
-        Ok(InstallAgentResponse { agent, source: source.into(), changed: true })
-    }
 }
 
 /// Starts the driver of `spec` for a session.
-pub(crate) async fn start_driver(spec: &AgentSpec, settings: SessionSettings) -> Result<Box<dyn AgentDriver>, AgentGone> {
+pub(crate) async fn start_driver(spec: &AgentSpec, mut settings: SessionSettings) -> Result<Box<dyn AgentDriver>, AgentGone> {
+    super::llm::apply(spec.id, &mut settings)?;
     match spec.id {
         "mock" => Ok(Box::new(super::mock::MockDriver::new(&settings))),
         "claude" => Ok(Box::new(super::claude::ClaudeDriver::new(settings).await?)),
@@ -270,93 +213,7 @@ pub(crate) async fn start_driver(spec: &AgentSpec, settings: SessionSettings) ->
     }
 }
 
-fn is_executable(p: &Path) -> bool {
+pub(super) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-async fn finish_install(staged: &Path, target: &Path) -> Result<(), ApiError> {
-    use std::os::unix::fs::PermissionsExt;
-    tokio::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o755))
-        .await
-        .map_err(|e| ApiError::io(&staged.to_string_lossy(), e))?;
-    tokio::fs::rename(staged, target).await.map_err(|e| ApiError::io(&target.to_string_lossy(), e))
-}
-
-fn check_sha(expected: Option<&str>, actual: &str, what: &str) -> Result<(), ApiError> {
-    match expected {
-        Some(e) if !e.trim().eq_ignore_ascii_case(actual) => Err(ApiError::bad_request(format!(
-            "checksum mismatch for {what}: expected sha256 {}, got {actual}; nothing was installed",
-            e.trim()
-        ))),
-        _ => Ok(()),
-    }
-}
-
-async fn copy_checked(from: &Path, to: &Path, sha256: Option<&str>) -> Result<(), ApiError> {
-    let (from, to2) = (from.to_path_buf(), to.to_path_buf());
-    let digest = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut input = std::fs::File::open(&from)?;
-        let mut out = std::fs::File::create(&to2)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = std::io::Read::read(&mut input, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            std::io::Write::write_all(&mut out, &buf[..n])?;
-        }
-        out.sync_all()?;
-        Ok(hex::encode(hasher.finalize()))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::io(&to.to_string_lossy(), e))?;
-    if let Err(e) = check_sha(sha256, &digest, "the uploaded binary") {
-        let _ = tokio::fs::remove_file(to).await;
-        return Err(e);
-    }
-    Ok(())
-}
-
-async fn download_checked(url: &str, to: &Path, sha256: Option<&str>) -> Result<(), ApiError> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let expected = match sha256 {
-        Some(s) => s.to_owned(),
-        None => {
-            let sums_url = format!("{url}.sha256");
-            let resp = client.get(&sums_url).send().await.map_err(|e| ApiError::bad_request(format!("cannot fetch {sums_url}: {e}")))?;
-            if !resp.status().is_success() {
-                return Err(ApiError::bad_request(format!(
-                    "the mirror has no checksum at {sums_url} ({}); give `sha256` explicitly",
-                    resp.status()
-                )));
-            }
-            let text = resp.text().await.map_err(|e| ApiError::bad_request(format!("reading {sums_url}: {e}")))?;
-            text.split_whitespace().next().unwrap_or_default().to_owned()
-        }
-    };
-    let mut resp = client.get(url).send().await.map_err(|e| ApiError::bad_request(format!("cannot fetch {url}: {e}")))?;
-    if !resp.status().is_success() {
-        return Err(ApiError::bad_request(format!("the mirror answered {} for {url}", resp.status())));
-    }
-    let mut file = tokio::fs::File::create(to).await.map_err(|e| ApiError::io(&to.to_string_lossy(), e))?;
-    let mut hasher = Sha256::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::bad_request(format!("downloading {url}: {e}")))? {
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(|e| ApiError::io(&to.to_string_lossy(), e))?;
-    }
-    file.sync_all().await.map_err(|e| ApiError::io(&to.to_string_lossy(), e))?;
-    drop(file);
-    let digest = hex::encode(hasher.finalize());
-    if let Err(e) = check_sha(Some(&expected), &digest, url) {
-        let _ = tokio::fs::remove_file(to).await;
-        return Err(e);
-    }
-    Ok(())
 }

@@ -119,6 +119,9 @@ impl ClaudeDriver {
 impl AgentDriver for ClaudeDriver {
     async fn turn(&mut self, text: &str, ctx: &TurnCtx) -> Result<TurnEnd, AgentGone> {
         self.settings.native_session_id = ctx.shared.native_session_id.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(failed) = super::llm::preflight("claude", &self.settings, ctx).await {
+            return Ok(failed);
+        }
         if self.proc.is_none() {
             self.spawn()?;
         }

@@ -56,6 +56,9 @@ pub(crate) struct SessionSettings {
     pub(crate) binary: Option<PathBuf>,
     /// The `sbx-agent` executable for helper subcommands (`None`: this one).
     pub(crate) helper_exe: Option<PathBuf>,
+    /// The agent's LLM endpoint and where it came from, when known (checked before each turn; see
+    /// `llm.rs`).
+    pub(crate) llm_url: Option<(String, &'static str)>,
 }
 
 /// A question or permission waiting for a person.

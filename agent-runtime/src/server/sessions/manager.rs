@@ -279,6 +279,11 @@ impl SessionManager {
         Arc::new(Shared::new(journal, meta.request.permission_policy, meta.native_session_id.clone(), on_native))
     }
 
+    /// The environment every agent session gets (under its own).
+    pub(crate) fn session_env(&self) -> &BTreeMap<String, String> {
+        &self.inner.session_env
+    }
+
     /// Creates a session and starts its agent.
     pub(crate) async fn create(&self, req: CreateSessionRequest) -> Result<SessionInfo, ApiError> {
         let spec = self.inner.agents.spec(&req.agent)?;
@@ -374,6 +379,7 @@ impl SessionManager {
             native_session_id: session.shared.native_session_id.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             binary,
             helper_exe: self.inner.helper_exe.clone(),
+            llm_url: None,
         }
     }
 

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
 use crate::api::session::{
-    AgentInfo, AgentList, CancelResponse, CreateSessionRequest, EndSessionQuery, EventPage, EventsQuery, InstallAgentRequest,
+    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, EndSessionQuery, EventPage, EventsQuery, InstallAgentRequest,
     InstallAgentResponse, PermissionReply, QuestionReply, SendMessageRequest, SendMessageResponse, SessionInfo,
     SessionList, SessionSseEvent, SESSION_EVENT,
 };
@@ -28,7 +28,9 @@ mod agents;
 mod claude;
 mod codex;
 mod driver;
+mod install;
 mod journal;
+mod llm;
 mod manager;
 mod mock;
 pub mod permission_mcp;
@@ -59,6 +61,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_agents))
         .routes(routes!(get_agent))
         .routes(routes!(install_agent))
+        .routes(routes!(check_llm))
         .routes(routes!(list_sessions, create_session))
         .routes(routes!(get_session, end_session))
         .routes(routes!(send_message))
@@ -115,6 +118,30 @@ async fn install_agent(
         req.from_path = Some(state.fs().resolve(from)?.to_string_lossy().into_owned());
     }
     Ok(ApiJson(agents.install(spec, req).await?))
+}
+
+/// Check, from inside the sandbox, that the agent's LLM endpoint answers: the endpoint a session of
+/// this agent would use (see `llm` on session creation), one HTTP request, any status counts.
+#[utoipa::path(post, path = "/v1/agents/{id}/check-llm", tag = "agents", request_body = CheckLlmRequest,
+    params(("id" = String, Path, description = "`claude` or `codex`")),
+    responses(
+        (status = 200, description = "The check ran (see `reachable`)", body = CheckLlmResponse),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn check_llm(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CheckLlmRequest>,
+) -> ApiResult<ApiJson<CheckLlmResponse>> {
+    let sessions = state.sessions();
+    let spec = sessions.agents().spec(&id)?;
+    let mut env = req.env;
+    for (k, v) in sessions.session_env() {
+        env.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let resolved = llm::resolve(spec.id, req.llm.as_ref(), &env);
+    Ok(ApiJson(llm::check(spec.id, resolved.url.as_deref(), resolved.source, &env).await))
 }
 
 /// Every session (live and ended), oldest first.
