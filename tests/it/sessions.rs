@@ -438,10 +438,11 @@ async fn agents_install_from_a_mirror_with_a_checksum() {
     let err = rt.client.install_agent("codex", &req("1.0")).await.unwrap_err();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     assert!(!rt.client.agent("codex").await.unwrap().installed || which_codex_on_path(), "a bad download is not installed");
-    let none = rt.client.install_agent("codex", &sbx_agent::api::session::InstallAgentRequest { reinstall: true, ..Default::default() }).await;
+    let none = sbx_agent::api::session::InstallAgentRequest { reinstall: true, source: Some("mirror".into()), ..Default::default() };
+    let none = rt.client.install_agent("codex", &none).await;
     if std::env::var_os("SBX_AGENT_MIRROR").is_none() {
         let err = none.unwrap_err();
-        assert!(err.to_string().contains("--from-host") && err.to_string().contains("SBX_AGENT_MIRROR"), "{err}");
+        assert!(err.to_string().contains("no mirror given") && err.to_string().contains("SBX_AGENT_MIRROR"), "{err}");
     }
     rt.stop().await;
 }

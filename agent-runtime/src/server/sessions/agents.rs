@@ -170,6 +170,9 @@ impl AgentRegistry {
 
     /// `<binary> --version`, first line, cached by path and modification time.
     async fn version(&self, path: &Path) -> Option<String> {
+        // Keyed by the file the path resolves to: an install may point the same link at another file
+        // whose modification time is the same (unpacked from an archive).
+        let path = &std::fs::canonicalize(path).ok()?;
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
         if let Some((t, v)) = self.versions.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
             if *t == mtime {

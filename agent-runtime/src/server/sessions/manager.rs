@@ -280,8 +280,8 @@ impl SessionManager {
     }
 
     /// The environment every agent session gets (under its own).
-    pub(crate) fn session_env(&self) -> &BTreeMap<String, String> {
-        &self.inner.session_env
+    pub(crate) fn session_env(&self) -> BTreeMap<String, String> {
+        self.inner.session_env.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Creates a session and starts its agent.

@@ -138,7 +138,7 @@ async fn check_llm(
     let spec = sessions.agents().spec(&id)?;
     let mut env = req.env;
     for (k, v) in sessions.session_env() {
-        env.entry(k.clone()).or_insert_with(|| v.clone());
+        env.entry(k).or_insert(v);
     }
     let resolved = llm::resolve(spec.id, req.llm.as_ref(), &env);
     Ok(ApiJson(llm::check(spec.id, resolved.url.as_deref(), resolved.source, &env).await))
