@@ -126,6 +126,7 @@ async fn install_agent(
     params(("id" = String, Path, description = "`claude` or `codex`")),
     responses(
         (status = 200, description = "The check ran (see `reachable`)", body = CheckLlmResponse),
+        (status = 400, description = "The body is not a JSON `CheckLlmRequest`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown agent", body = Problem, content_type = "application/problem+json"),
     ))]
