@@ -34,8 +34,9 @@ pub const PROVIDERS: &[ProviderAuth] = &[
     ProviderAuth { provider: "daytona", env: &["DAYTONA_API_KEY"], extra_env: &["DAYTONA_API_URL", "DAYTONA_TARGET"], prompt: "Daytona API key" },
     ProviderAuth {
         provider: "vercel",
-        env: &["VERCEL_TOKEN", "VERCEL_OIDC_TOKEN"],
-        extra_env: &["VERCEL_TEAM_ID", "VERCEL_PROJECT_ID"],
+        // The SDK's order: an OIDC token wins over an access token.
+        env: &["VERCEL_OIDC_TOKEN", "VERCEL_TOKEN"],
+        extra_env: &["VERCEL_TEAM_ID", "VERCEL_PROJECT_ID", "VERCEL_OIDC_TOKEN_FILE", "SBX_VERCEL_API_URL"],
         prompt: "Vercel token",
     },
     ProviderAuth { provider: "modal", env: &["MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"], extra_env: &[], prompt: "Modal token (ID:SECRET)" },

@@ -77,11 +77,25 @@ impl Ctx {
     }
 }
 
-/// E2B kills a sandbox when its timeout runs out, however busy it is: every command that uses an E2B
-/// sandbox made without `--ttl` sets its timeout again (`SBX_E2B_TIMEOUT`, default 1 h, from now).
+/// E2B and Vercel end a sandbox when its timeout runs out, however busy it is: every command that uses
+/// such a sandbox made without `--ttl` pushes its end out again (E2B: `SBX_E2B_TIMEOUT`, default 1 h,
+/// from now; Vercel: `SBX_VERCEL_TIMEOUT`, default 45 min, from now, as far as the plan allows).
 /// Best effort, at the same time as the health check and bounded to 3 s: it never fails the command.
 async fn keep_alive(rec: &SandboxRecord) {
-    if rec.provider != "e2b" || rec.labels.contains_key(sbx_providers::labels::EXPIRES_AT) {
+    if rec.labels.contains_key(sbx_providers::labels::EXPIRES_AT) {
+        return;
+    }
+    if rec.provider == "vercel" {
+        let Ok(p) = vercel_provider() else { return };
+        let timeout = p.timeout();
+        match tokio::time::timeout(std::time::Duration::from_secs(3), p.keep_alive(&rec.id, timeout)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(sandbox = %rec.id, error = %e, "vercel: could not extend the timeout"),
+            Err(_) => tracing::debug!(sandbox = %rec.id, "vercel: extending the timeout took too long"),
+        }
+        return;
+    }
+    if rec.provider != "e2b" {
         return;
     }
     let Ok(Some(key)) = crate::auth::provider_auth("e2b").and_then(|a| crate::auth::resolve(a, None)) else { return };
@@ -92,6 +106,19 @@ async fn keep_alive(rec: &SandboxRecord) {
         Ok(Err(e)) => tracing::debug!(sandbox = %rec.id, error = %e, "e2b: could not extend the timeout"),
         Err(_) => tracing::debug!(sandbox = %rec.id, "e2b: extending the timeout took too long"),
     }
+}
+
+/// The Vercel provider: a token from `sbx auth login` or the config file wins; otherwise the
+/// environment in the SDK's order (`VERCEL_OIDC_TOKEN`, `VERCEL_OIDC_TOKEN_FILE`, `VERCEL_TOKEN`), whose
+/// error names them all.
+fn vercel_provider() -> Result<sbx_providers::vercel::VercelProvider> {
+    use sbx_providers::vercel::VercelProvider;
+    let stored = crate::auth::resolve(crate::auth::provider_auth("vercel")?, None)?
+        .filter(|k| !matches!(k.source, crate::auth::KeySource::Env(_)));
+    Ok(match stored {
+        Some(key) => VercelProvider::from_env_with_token(key.key.expose())?,
+        None => VercelProvider::from_env()?,
+    })
 }
 
 /// Where the local provider keeps sandboxes.
@@ -129,7 +156,8 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<crate::output:
             let key = crate::auth::require(crate::auth::provider_auth("daytona")?, None)?;
             Ok(Arc::new(sbx_providers::daytona::DaytonaProvider::from_env_with_key(key.key.expose())?))
         }
-        "vercel" | "modal" => {
+        "vercel" => Ok(Arc::new(vercel_provider()?)),
+        "modal" => {
             // The key is looked up the same way the providers will use it, so its error comes first.
             crate::auth::require(crate::auth::provider_auth(name)?, None)?;
             Err(usage(format!(

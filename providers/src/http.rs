@@ -103,13 +103,18 @@ impl Reply {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
-    /// `message` of a JSON error body (a string, or NestJS's list of strings), else the body itself,
-    /// shortened.
+    /// `message` of a JSON error body (a string, NestJS's list of strings, or Vercel's
+    /// `{"error": {"code", "message"}}`), else the body itself, shortened.
     pub(crate) fn message(&self) -> String {
-        match self.json().get("message") {
+        let json = self.json();
+        match json.get("message") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "),
-            _ => String::from_utf8_lossy(&self.body).trim().chars().take(300).collect(),
+            _ => match (json.pointer("/error/message").and_then(Value::as_str), json.pointer("/error/code").and_then(Value::as_str)) {
+                (Some(m), Some(c)) => format!("{m} ({c})"),
+                (Some(m), None) => m.to_owned(),
+                _ => String::from_utf8_lossy(&self.body).trim().chars().take(300).collect(),
+            },
         }
     }
 

@@ -58,6 +58,8 @@ fn messages_request_ids_and_retry_after_are_read_from_the_answer() {
     assert_eq!(reply(404, &[], r#"{"statusCode":404,"message":"nope","error":"Not Found"}"#).message(), "nope");
     assert_eq!(reply(400, &[], r#"{"message":["a","b"]}"#).message(), "a; b");
     assert_eq!(reply(500, &[], " plain text \n").message(), "plain text");
+    let vercel = r#"{"error":{"code":"sandbox_stopped","message":"The sandbox is stopped"}}"#;
+    assert_eq!(reply(410, &[], vercel).message(), "The sandbox is stopped (sandbox_stopped)");
     assert_eq!(reply(500, &[("X-Request-Id", "req-1")], "").request_id().as_deref(), Some("req-1"));
     assert_eq!(reply(500, &[("x-amzn-requestid", "a-2")], "").request_id().as_deref(), Some("a-2"));
     assert_eq!(reply(500, &[("x-request-id", " ")], "").request_id(), None);

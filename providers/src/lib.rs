@@ -35,6 +35,7 @@ mod error;
 pub mod http;
 pub mod local;
 mod util;
+pub mod vercel;
 
 pub use error::{Error, Result};
 

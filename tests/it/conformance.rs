@@ -33,3 +33,11 @@ async fn docker_provider_conforms() {
         .with_image(base_image());
     conformance::run_all(&provider, &runtime, &SandboxSpec::default()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vercel_provider_conforms() {
+    let Some(fake) = crate::vercel::fake().await else { return };
+    let provider = crate::vercel::provider(&fake);
+    conformance::run_all(&provider, &sbx_tests::static_runtime(), &SandboxSpec::default()).await;
+    assert!(fake.sandbox_names().is_empty(), "the suite left sandboxes behind: {:?}", fake.sandbox_names());
+}

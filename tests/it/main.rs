@@ -19,3 +19,4 @@ mod run;
 mod run_agents;
 mod secrets;
 mod sessions;
+mod vercel;

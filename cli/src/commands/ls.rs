@@ -46,7 +46,7 @@ pub async fn provider_listings(ctx: &Ctx, only: Option<&str>) -> BTreeMap<String
     names.extend(["local".to_owned(), "docker".to_owned()]);
     // Cloud providers whose credentials are at hand are listed too, so `sbx gc` finds their orphans
     // even when this host has no state row for them.
-    for cloud in ["daytona", "e2b"] {
+    for cloud in ["daytona", "e2b", "vercel"] {
         let auth = crate::auth::provider_auth(cloud).ok();
         if auth.and_then(|a| crate::auth::resolve(a, None).ok().flatten()).is_some() {
             names.push(cloud.to_owned());

@@ -241,12 +241,13 @@ pub enum ProviderName {
     Docker,
     E2b,
     Daytona,
+    Vercel,
 }
 
 impl Choice for ProviderName {
-    const ALL: &'static [(&'static str, Self)] = &[("local", Self::Local), ("docker", Self::Docker), ("e2b", Self::E2b), ("daytona", Self::Daytona)];
+    const ALL: &'static [(&'static str, Self)] = &[("local", Self::Local), ("docker", Self::Docker), ("e2b", Self::E2b), ("daytona", Self::Daytona), ("vercel", Self::Vercel)];
 }
-choice!(ProviderName, "provider", "Where sandboxes are made: `local`, `docker`, `e2b` or `daytona`.");
+choice!(ProviderName, "provider", "Where sandboxes are made: `local`, `docker`, `e2b`, `daytona` or `vercel`.");
 
 /// An agent the runtime runs sessions of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

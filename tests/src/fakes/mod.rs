@@ -2,3 +2,4 @@
 
 pub mod daytona;
 pub mod e2b;
+pub mod vercel;
