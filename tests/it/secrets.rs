@@ -1,5 +1,5 @@
 //! No secret inside a sandbox, on every provider (local, Docker, the E2B fake, the Daytona fake with a
-//! daemon that splits commands without a shell): after `sbx up --credentials claude`, mock-agent
+//! daemon that splits commands without a shell, the Vercel fake): after `sbx up --credentials claude`, mock-agent
 //! sessions (which must see the keys), a runtime killed and started again by the next command, and
 //! (Daytona) a stop/start that brings the runtime back through its autostart script, neither the
 //! runtime's token nor the keys are in any file of the sandbox, in any `/proc/*/cmdline` or
@@ -12,12 +12,14 @@ use std::process::Output;
 use sbx_tests::bin;
 use sbx_tests::fakes::daytona::{FakeConfig, FakeDaytona};
 use sbx_tests::fakes::e2b::FakeE2b;
+use sbx_tests::fakes::vercel::FakeVercel;
 
 enum Target {
     Local,
     Docker,
     E2b(FakeE2b),
     Daytona(FakeDaytona),
+    Vercel(FakeVercel),
 }
 
 impl Target {
@@ -27,6 +29,7 @@ impl Target {
             Target::Docker => "docker",
             Target::E2b(_) => "e2b",
             Target::Daytona(_) => "daytona",
+            Target::Vercel(_) => "vercel",
         }
     }
 
@@ -35,6 +38,7 @@ impl Target {
             Target::Local | Target::Docker => Vec::new(),
             Target::E2b(f) => f.env(),
             Target::Daytona(f) => vec![("DAYTONA_API_URL".into(), f.api_url()), ("DAYTONA_API_KEY".into(), f.api_key().into())],
+            Target::Vercel(f) => f.env(),
         }
     }
 
@@ -45,6 +49,7 @@ impl Target {
             Target::Docker => Some(id.to_owned()),
             Target::E2b(f) => f.container(id),
             Target::Daytona(f) => f.container_of(id),
+            Target::Vercel(f) => f.container_of(id),
         }
     }
 }
@@ -273,7 +278,15 @@ async fn no_secret_in_the_sandbox(target: Target) {
 
     let token = b.token();
     assert_eq!(token.len(), 32);
-    let secrets = [("the api key", api_key.as_str()), ("the oauth token", oauth.as_str()), ("the runtime token", token.as_str())];
+    // The provider's own token, where the fake has one the scan can look for.
+    let provider_token = match &b.target {
+        Target::Vercel(f) => Some(f.token().to_owned()),
+        _ => None,
+    };
+    let mut secrets = vec![("the api key", api_key.as_str()), ("the oauth token", oauth.as_str()), ("the runtime token", token.as_str())];
+    if let Some(t) = &provider_token {
+        secrets.push(("the provider token", t.as_str()));
+    }
     let hits = b.scan(&secrets).await;
     assert!(hits.is_empty(), "secrets inside the {provider} sandbox: {hits:#?}");
 
@@ -310,4 +323,11 @@ async fn no_secret_in_a_daytona_sandbox_whose_daemon_splits_commands() {
     assert!(sbx_tests::docker_available(), "Docker is required (the fake Daytona runs sandboxes as containers)");
     let fake = FakeDaytona::start_with(FakeConfig { split_commands: true, ..FakeConfig::default() }).await;
     no_secret_in_the_sandbox(Target::Daytona(fake)).await;
+}
+
+/// The Vercel token stays on the host too (it only ever goes to the control plane).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_a_vercel_sandbox() {
+    assert!(sbx_tests::docker_available(), "Docker is required (the fake Vercel runs sandboxes as containers)");
+    no_secret_in_the_sandbox(Target::Vercel(FakeVercel::start().await)).await;
 }
