@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the sbx test suites need that is not a Rust crate, idempotently:
-#   1. apt packages: debootstrap, docker-registry (required), skopeo (optional)
+#   1. apt packages: debootstrap, docker-registry, dbus + gnome-keyring (a real Secret Service for the
+#      `sbx auth login` tests) (required), skopeo (optional)
 #   2. a Python venv with tests/oracle/requirements.txt (pytest, schemathesis, provider SDKs)
 #   3. the real agent binaries (Claude Code, Codex), extracted from their PyPI wheels
 #   4. the sbx-base Docker image (templates/docker/build.sh)
@@ -59,7 +60,7 @@ if ! flock -n 8; then
 fi
 
 # ---- 1. apt packages -------------------------------------------------------------------------
-apt_required=(debootstrap docker-registry)
+apt_required=(debootstrap docker-registry dbus-daemon dbus-bin gnome-keyring)
 apt_optional=(skopeo)
 has_deb() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
 apt_install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "$@"; }

@@ -2,11 +2,10 @@
 //! variables, what `sbx auth login` stored, then `$XDG_CONFIG_HOME/sbx/config.toml` — and how they
 //! are stored.
 //!
-//! `sbx auth login` writes `$XDG_CONFIG_HOME/sbx/credentials.toml`, mode 0600 in a 0700 directory (as
-//! `gh` does without a keyring): it survives reboots, unlike the kernel keyutils store earlier
-//! versions used (keys there expired after days and vanished at reboot; log in again once). The
-//! desktop Secret Service is not used by this build: where a session bus is present, `login` says
-//! the key went to the file.
+//! `sbx auth login` stores keys in the desktop's Secret Service when the session offers one, else in
+//! `$XDG_CONFIG_HOME/sbx/credentials.toml`, mode 0600 in a 0700 directory (as `gh` does without a
+//! keyring); see [`crate::keystore`]. Both survive reboots, unlike the kernel keyutils store earlier
+//! versions used (keys there expired after days and vanished at reboot; log in again once).
 
 use std::path::PathBuf;
 
@@ -45,10 +44,7 @@ pub const PROVIDERS: &[ProviderAuth] = &[
 /// A provider by name, or a usage error listing them.
 pub fn provider_auth(name: &str) -> Result<&'static ProviderAuth> {
     PROVIDERS.iter().find(|p| p.provider == name).ok_or_else(|| {
-        usage(format!(
-            "`{name}` takes no API key here; providers with keys: {}",
-            PROVIDERS.iter().map(|p| p.provider).collect::<Vec<_>>().join(", ")
-        ))
+        usage(format!("`{name}` takes no API key here; providers with keys: {}", PROVIDERS.iter().map(|p| p.provider).collect::<Vec<_>>().join(", ")))
     })
 }
 
@@ -59,8 +55,8 @@ pub enum KeySource {
     Flag,
     /// An environment variable.
     Env(String),
-    /// The file `sbx auth login` writes.
-    Stored(PathBuf),
+    /// Where `sbx auth login` put it (the Secret Service or the private file).
+    Stored(crate::keystore::Store),
     /// The config file.
     ConfigFile(PathBuf),
 }
@@ -70,7 +66,7 @@ impl std::fmt::Display for KeySource {
         match self {
             Self::Flag => f.write_str("flag"),
             Self::Env(v) => write!(f, "env {v}"),
-            Self::Stored(p) => write!(f, "sbx auth login ({})", p.display()),
+            Self::Stored(s) => write!(f, "sbx auth login ({s})"),
             Self::ConfigFile(p) => write!(f, "{}", p.display()),
         }
     }
@@ -94,7 +90,10 @@ pub fn resolve(auth: &ProviderAuth, flag: Option<&str>) -> Result<Option<Resolve
     if auth.provider == "modal" {
         if let (Ok(id), Ok(secret)) = (std::env::var("MODAL_TOKEN_ID"), std::env::var("MODAL_TOKEN_SECRET")) {
             if !id.is_empty() && !secret.is_empty() {
-                return Ok(Some(ResolvedKey { key: Secret::new(format!("{id}:{secret}")), source: KeySource::Env("MODAL_TOKEN_ID/MODAL_TOKEN_SECRET".into()) }));
+                return Ok(Some(ResolvedKey {
+                    key: Secret::new(format!("{id}:{secret}")),
+                    source: KeySource::Env("MODAL_TOKEN_ID/MODAL_TOKEN_SECRET".into()),
+                }));
             }
         }
     } else {
@@ -106,8 +105,8 @@ pub fn resolve(auth: &ProviderAuth, flag: Option<&str>) -> Result<Option<Resolve
             }
         }
     }
-    if let Some(k) = stored_get(auth.provider)? {
-        return Ok(Some(ResolvedKey { key: k, source: KeySource::Stored(credentials_path()) }));
+    if let Some((k, store)) = crate::keystore::get(auth.provider)? {
+        return Ok(Some(ResolvedKey { key: k, source: KeySource::Stored(store) }));
     }
     let path = config_path();
     if let Some(k) = config_key(&path, auth.provider)? {
@@ -138,20 +137,13 @@ pub fn credentials_path() -> PathBuf {
     config_path().with_file_name("credentials.toml")
 }
 
-/// Whether a desktop session bus is around (where a Secret Service usually lives). This build does not
-/// talk to the Secret Service (its client needs a D-Bus stack this build leaves out), so `sbx auth
-/// login` says so there and uses the file.
-pub fn desktop_session_bus() -> bool {
-    std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
-}
-
-/// The key stored by `sbx auth login`, if any.
-pub fn stored_get(provider: &str) -> Result<Option<Secret>> {
+/// The key in the private file, if any (see [`crate::keystore::get`] for every store).
+pub fn file_get(provider: &str) -> Result<Option<Secret>> {
     config_key(&credentials_path(), provider)
 }
 
-/// Stores a key (replacing the provider's old one), readable only by this user.
-pub fn stored_set(provider: &str, key: &Secret) -> Result<PathBuf> {
+/// Stores a key in the private file (replacing the provider's old one), readable only by this user.
+pub fn file_set(provider: &str, key: &Secret) -> Result<PathBuf> {
     let path = credentials_path();
     let mut doc = read_table(&path)?.unwrap_or_default();
     let providers = doc.entry("providers").or_insert_with(|| toml::Value::Table(Default::default()));
@@ -165,10 +157,12 @@ pub fn stored_set(provider: &str, key: &Secret) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Removes a stored key; `false` when there was none.
-pub fn stored_delete(provider: &str) -> Result<bool> {
+/// Removes a key from the private file; `false` when there was none.
+pub fn file_delete(provider: &str) -> Result<bool> {
     let path = credentials_path();
-    let Some(mut doc) = read_table(&path)? else { return Ok(false) };
+    let Some(mut doc) = read_table(&path)? else {
+        return Ok(false);
+    };
     let removed = doc.get_mut("providers").and_then(|p| p.as_table_mut()).and_then(|p| p.remove(provider)).is_some();
     if removed {
         write_private(&path, doc.to_string().as_bytes())?;
@@ -191,11 +185,7 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
     let dir = path.parent().expect("credentials path has a parent");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     let tmp = path.with_extension(format!("toml.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;

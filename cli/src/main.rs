@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod commands;
 mod context;
+mod keystore;
 mod output;
 mod redact;
 mod run;

@@ -1,6 +1,7 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
 mod agent_install;
 mod auth;
+mod auth_keyring;
 mod claude_agent;
 mod cli;
 mod codex_agent;

@@ -1,5 +1,5 @@
-//! `sbx auth login|logout|status`: cloud provider API keys, stored in a file only this user can read
-//! (see [`crate::auth`]).
+//! `sbx auth login|logout|status`: cloud provider API keys, stored in the desktop's Secret Service when
+//! there is one, else in a file only this user can read (see [`crate::keystore`]).
 
 use std::io::{IsTerminal, Read};
 
@@ -7,8 +7,9 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use sbx_agent::credentials::Secret;
 
-use crate::auth::{desktop_session_bus, provider_auth, resolve, stored_delete, stored_set, KeySource, PROVIDERS};
+use crate::auth::{provider_auth, resolve, KeySource, PROVIDERS};
 use crate::context::Ctx;
+use crate::keystore;
 use crate::output::{usage, Exit};
 
 /// `sbx auth` subcommands.
@@ -20,9 +21,12 @@ pub struct AuthArgs {
 
 #[derive(Subcommand, Debug)]
 enum AuthCommand {
-    /// Store a provider's API key in $XDG_CONFIG_HOME/sbx/credentials.toml (mode 0600), asked without
-    /// echo, or read from stdin.
-    #[command(after_help = "Examples:\n  sbx auth login e2b\n  printf %s \"$KEY\" | sbx auth login daytona --with-token\n  sbx auth login modal          # asks for ID:SECRET")]
+    /// Store a provider's API key, asked without echo or read from stdin: in the desktop's Secret Service
+    /// (GNOME Keyring, KWallet, KeePassXC) when the session has one, else in
+    /// $XDG_CONFIG_HOME/sbx/credentials.toml (mode 0600).
+    #[command(
+        after_help = "Examples:\n  sbx auth login e2b\n  printf %s \"$KEY\" | sbx auth login daytona --with-token\n  sbx auth login modal          # asks for ID:SECRET\n  SBX_KEYRING=file sbx auth login e2b   # the file even where a keyring runs\n\nSBX_KEYRING picks the store: auto (default), secret-service or file."
+    )]
     Login {
         /// e2b, daytona, vercel or modal.
         provider: String,
@@ -60,27 +64,37 @@ pub async fn run(ctx: &Ctx, a: AuthArgs) -> Result<Exit> {
                 return Err(usage("a Modal token is two parts: give it as TOKEN_ID:TOKEN_SECRET"));
             }
             let key = Secret::new(key);
-            let path = stored_set(auth.provider, &key)?;
+            let stored = keystore::set(auth.provider, &key)?;
+            let path = match &stored.store {
+                keystore::Store::File(p) => Some(p.clone()),
+                keystore::Store::SecretService => None,
+            };
             if ctx.out.json {
-                ctx.out.json_value(&serde_json::json!({"provider": auth.provider, "stored": true, "store": "file", "path": path, "key": key}));
+                ctx.out.json_value(&serde_json::json!({
+                    "provider": auth.provider, "stored": true, "store": stored.store.kind(), "path": path, "key": key,
+                    "secretServiceUnavailable": stored.fallback_reason,
+                }));
             } else {
-                ctx.out.note(format!("stored the {} key ({}) in {} (readable only by you)", auth.provider, key.masked(), path.display()));
-                if desktop_session_bus() {
-                    ctx.out.note("note: this build does not use the desktop's Secret Service; the key is in that file");
+                let only_you = if path.is_some() { " (readable only by you)" } else { "" };
+                ctx.out.note(format!("stored the {} key ({}) in {}{only_you}", auth.provider, key.masked(), stored.store));
+                if let Some(why) = &stored.fallback_reason {
+                    ctx.out.note(format!("note: the desktop's Secret Service was not usable ({why}), so the key is in that file"));
                 }
             }
             Ok(Exit::Success)
         }
         AuthCommand::Logout { provider } => {
             let auth = provider_auth(&provider)?;
-            let removed = stored_delete(auth.provider)?;
-            let path = crate::auth::credentials_path();
+            let removed = keystore::delete(auth.provider)?;
             if ctx.out.json {
-                ctx.out.json_value(&serde_json::json!({"provider": auth.provider, "removed": removed}));
-            } else if removed {
-                ctx.out.note(format!("removed the {} key from {}", auth.provider, path.display()));
+                let from: Vec<&str> = removed.iter().map(keystore::Store::kind).collect();
+                ctx.out.json_value(&serde_json::json!({"provider": auth.provider, "removed": !removed.is_empty(), "from": from}));
+            } else if removed.is_empty() {
+                ctx.out.note(format!("no {} key was stored (by sbx auth login)", auth.provider));
             } else {
-                ctx.out.note(format!("no {} key was stored in {}", auth.provider, path.display()));
+                for store in &removed {
+                    ctx.out.note(format!("removed the {} key from {store}", auth.provider));
+                }
             }
             Ok(Exit::Success)
         }
@@ -91,7 +105,7 @@ pub async fn run(ctx: &Ctx, a: AuthArgs) -> Result<Exit> {
                 let store = found.as_ref().map(|f| match &f.source {
                     KeySource::Flag => "flag",
                     KeySource::Env(_) => "env",
-                    KeySource::Stored(_) => "file",
+                    KeySource::Stored(s) => s.kind(),
                     KeySource::ConfigFile(_) => "config",
                 });
                 rows.push(serde_json::json!({
@@ -107,10 +121,10 @@ pub async fn run(ctx: &Ctx, a: AuthArgs) -> Result<Exit> {
             if ctx.out.json {
                 ctx.out.json_value(&serde_json::Value::Array(rows));
             } else {
-                ctx.out.line(format!("{:<9} {:<6} {:<22} {:<7} {}", "PROVIDER", "FOUND", "KEY", "STORE", "FROM"));
+                ctx.out.line(format!("{:<9} {:<6} {:<22} {:<14} {}", "PROVIDER", "FOUND", "KEY", "STORE", "FROM"));
                 for r in rows {
                     ctx.out.line(format!(
-                        "{:<9} {:<6} {:<22} {:<7} {}",
+                        "{:<9} {:<6} {:<22} {:<14} {}",
                         r["provider"].as_str().unwrap_or_default(),
                         if r["found"].as_bool().unwrap_or(false) { "yes" } else { "no" },
                         r["key"].as_str().unwrap_or("-"),
