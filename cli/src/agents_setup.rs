@@ -268,9 +268,12 @@ fn elf_fits(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A host file as the checksum cache knows it: path, size and mtime.
+type FileIdentity = (PathBuf, u64, SystemTime);
+
 /// SHA-256 of a host file, computed once per (path, size, mtime) for the life of this process.
 fn host_checksum(path: &Path) -> Result<String> {
-    static CACHE: Mutex<Option<HashMap<(PathBuf, u64, SystemTime), String>>> = Mutex::new(None);
+    static CACHE: Mutex<Option<HashMap<FileIdentity, String>>> = Mutex::new(None);
     let meta = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
     let key = (path.to_path_buf(), meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
     if let Some(sum) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {

@@ -52,6 +52,8 @@ pub enum ColorChoice {
 }
 
 /// The subcommands.
+// Parsed once per process, so the size of the largest variant (`up`'s flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a sandbox and start the runtime in it.

@@ -183,7 +183,7 @@ async fn claude_denied_permission_keeps_the_tool_from_running_and_claude_is_told
     assert_eq!(completed(&events).outcome, TurnOutcome::Completed);
     assert!(!work.path().join("denied.txt").exists(), "a denied command must not run");
     assert!(events.iter().any(|e| matches!(&e.body, EventData::PermissionResolved(r) if r.by == "user" && r.decision == PermissionDecision::Deny)));
-    let told = s.llm.conversation_requests().iter().filter_map(|r| r.last_tool_result()).last().expect("a tool_result went back to the model");
+    let told = s.llm.conversation_requests().iter().filter_map(|r| r.last_tool_result()).next_back().expect("a tool_result went back to the model");
     assert!(told.is_error && told.content.contains("not this time"), "{told:?}");
     s.rt.stop().await;
 }
@@ -216,7 +216,7 @@ async fn claude_asks_questions_through_question_events() {
     .await
     .expect("turn ends");
     assert_eq!(asked, Some(("Which colour?".to_owned(), vec!["red".to_owned(), "blue".to_owned()])));
-    let answered = s.llm.conversation_requests().iter().filter_map(|r| r.last_tool_result()).last().expect("tool_result");
+    let answered = s.llm.conversation_requests().iter().filter_map(|r| r.last_tool_result()).next_back().expect("tool_result");
     assert!(answered.content.contains("blue"), "the answer reaches the model: {answered:?}");
     s.rt.stop().await;
 }

@@ -59,7 +59,7 @@ SBX_AGENT_MIRROR=http://mirror.internal/{agent}/{version}/{agent} sbx-agent inst
 #[derive(Subcommand, Debug)]
 enum DaemonAction {
     /// Start a background server, or reuse a healthy one on the same host:port.
-    Start(ServerArgs),
+    Start(Box<ServerArgs>),
     /// Stop the background server on host:port.
     Stop(DaemonTarget),
     /// Show whether a background server runs on host:port (pid, version, log file).

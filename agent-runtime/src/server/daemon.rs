@@ -17,7 +17,7 @@ use super::cli::{state_dir, DaemonTarget, ServerArgs};
 #[derive(Debug)]
 pub enum Action {
     /// Start (or reuse).
-    Start(ServerArgs),
+    Start(Box<ServerArgs>),
     /// Stop.
     Stop(DaemonTarget),
     /// Report.
@@ -81,7 +81,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// Runs a daemon action and returns the process exit code (status: 0 running, 3 not running).
 pub fn run(action: Action) -> ExitCode {
     match action {
-        Action::Start(args) => start(args),
+        Action::Start(args) => start(*args),
         Action::Stop(t) => stop(t),
         Action::Status(t) => status(t),
     }

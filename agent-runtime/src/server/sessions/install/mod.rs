@@ -68,8 +68,8 @@ impl AgentRegistry {
         tokio::fs::create_dir_all(self.bin_dir()).await.map_err(|e| ApiError::io(&self.bin_dir().to_string_lossy(), e))?;
         let mut tried = Vec::new();
         let done = match source.as_str() {
-            "path" => self.from_path(spec, &req).await?,
-            "mirror" => self.from_mirror(spec, &req).await?,
+            "path" => self.install_from_path(spec, &req).await?,
+            "mirror" => self.install_from_mirror(spec, &req).await?,
             "vendor" => vendor::install(self, spec, &req).await?,
             "pip" => pip::install(self, spec, &req).await?,
             "auto" => {
@@ -78,7 +78,7 @@ impl AgentRegistry {
                 for s in ["mirror", "vendor", "pip"] {
                     let r = match s {
                         "mirror" if !mirror => continue,
-                        "mirror" => self.from_mirror(spec, &req).await,
+                        "mirror" => self.install_from_mirror(spec, &req).await,
                         "vendor" => vendor::install(self, spec, &req).await,
                         _ => pip::install(self, spec, &req).await,
                     };
@@ -131,7 +131,7 @@ impl AgentRegistry {
         })
     }
 
-    async fn from_path(&self, spec: &AgentSpec, req: &InstallAgentRequest) -> Result<Installed, ApiError> {
+    async fn install_from_path(&self, spec: &AgentSpec, req: &InstallAgentRequest) -> Result<Installed, ApiError> {
         let Some(from) = &req.from_path else {
             return Err(ApiError::bad_request("source `path` needs `fromPath`"));
         };
@@ -146,7 +146,7 @@ impl AgentRegistry {
         Ok(Installed { source: "path", channel_version: None })
     }
 
-    async fn from_mirror(&self, spec: &AgentSpec, req: &InstallAgentRequest) -> Result<Installed, ApiError> {
+    async fn install_from_mirror(&self, spec: &AgentSpec, req: &InstallAgentRequest) -> Result<Installed, ApiError> {
         let template = req.mirror_url.clone().or_else(|| std::env::var(MIRROR_ENV).ok().filter(|s| !s.is_empty()));
         let Some(template) = template else {
             return Err(ApiError::bad_request(format!(
