@@ -271,3 +271,25 @@ async fn gc_finds_vercel_orphans_with_no_state_row() {
     assert_eq!(fake.sandbox_names(), vec![alive.id.clone()], "gc removed exactly the expired and the orphaned sandbox");
     p.destroy(&alive.id).await.expect("destroy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_runs_as_a_detached_command_and_a_restart_replaces_it() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    let sandbox = p.create(&SandboxSpec::named("restart")).await.expect("create");
+    let id = sandbox.id.as_str();
+    let layout = p.runtime_layout(id).await.expect("layout");
+    let handle = sbx_providers::bootstrap::bootstrap(&p, id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+    const CMD: &str = "POST /api/v2/sandboxes/sessions/{sid}/cmd";
+    let starts = fake.hits(CMD);
+    // A restart while the old runtime still runs (as when it stops answering): the old one is killed
+    // through the API, so exactly one runtime serves the port, with the old token.
+    let client = sbx_providers::bootstrap::restart(&p, id, &handle, &layout).await.expect("restart");
+    assert_eq!(client.health().await.expect("health").version, sbx_agent::VERSION);
+    assert_eq!(fake.hits(CMD), starts + 1, "one detached start");
+    assert_eq!(fake.hits("POST /api/v2/sandboxes/sessions/{sid}/cmd/{cid}/kill"), 1, "the old runtime was killed");
+    let count = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '[s]bx-agent server'";
+    let out = p.exec(id, &ExecSpec::new(["sh", "-c", count])).await.expect("count");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "one runtime process");
+    p.destroy(id).await.expect("destroy");
+}
