@@ -293,3 +293,37 @@ async fn the_runtime_runs_as_a_detached_command_and_a_restart_replaces_it() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "one runtime process");
     p.destroy(id).await.expect("destroy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sbx_run_with_a_matrix_over_docker_and_vercel_completes() {
+    let Some(fake) = fake().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("repo")).expect("mkdir");
+    std::fs::write(dir.path().join("repo/README.md"), "hello\n").expect("write");
+    let yaml = format!(
+        "version: 1\ndefaults: {{agent: mock, image: '{}'}}\ntasks:\n  - name: m\n    workspace: ./repo\n    \
+         prompt: \"write out/done.txt done\"\n    check: test -f out/done.txt\n    matrix:\n      provider: [docker, vercel]\n",
+        crate::conformance::base_image()
+    );
+    std::fs::write(dir.path().join("sbx.yaml"), yaml).expect("write");
+    let mut c = tokio::process::Command::new(sbx_tests::bin("sbx"));
+    c.args(["run", "-f", "sbx.yaml"])
+        .current_dir(dir.path())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("SBX_RUNTIME", sbx_tests::static_runtime())
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("VERCEL_OIDC_TOKEN")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in fake.env() {
+        c.env(k, v);
+    }
+    let out = c.output().await.expect("sbx run");
+    assert!(out.status.success(), "sbx run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let base = dir.path().join("sbx-results");
+    let run = std::fs::read_dir(&base).expect("sbx-results").next().expect("a run").expect("entry").path();
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).expect("summary")).expect("json");
+    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(0)), "{summary}");
+    assert!(fake.sandbox_names().is_empty(), "the run removed its Vercel sandbox");
+}
