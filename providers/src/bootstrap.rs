@@ -90,11 +90,7 @@ pub fn locate_runtime(need_static: bool) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(Error::Runtime(format!(
-        "binary not found (looked at: {}). Install it with install/install.sh, build it with \
-         install/build-runtime.sh, or point {ENV_RUNTIME} at a static x86_64 Linux sbx-agent",
-        tried.join(", ")
-    )))
+    Err(Error::RuntimeNotFound { tried: tried.join(", ") })
 }
 
 /// True when `path` is an ELF executable without a program interpreter (statically linked).

@@ -498,7 +498,10 @@ fn unavailable(host: &str, e: bollard::errors::Error) -> Error {
     }
 }
 
-/// Converts an engine error about sandbox `id` at the trait boundary.
+/// Converts an engine error about sandbox `id` at the trait boundary. Every call that names a
+/// container addresses it by name, so the engine's 404 to such a call means the container is gone
+/// (a missing path in it is checked for separately, see `path_exists`); a 404 to a call that names
+/// no container (`id` empty: create, list) is not about a sandbox.
 pub(crate) fn map_err(e: bollard::errors::Error, id: &str) -> Error {
     if is_connection_error(&e) {
         return Error::Unavailable {
@@ -507,9 +510,7 @@ pub(crate) fn map_err(e: bollard::errors::Error, id: &str) -> Error {
         };
     }
     match &e {
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
-            if message.contains("No such container") =>
-        {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } if !id.is_empty() => {
             Error::NotFound { sandbox: id.to_owned() }
         }
         bollard::errors::Error::RequestTimeoutError => {
