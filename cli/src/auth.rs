@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use sbx_agent::credentials::Secret;
 
-use crate::output::usage;
+use crate::output::{auth_error, usage};
 
 /// One cloud provider's credential needs.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +122,7 @@ pub fn require(auth: &ProviderAuth, flag: Option<&str>) -> Result<ResolvedKey> {
         crate::redact::register(k.key.expose());
     }
     found.ok_or_else(|| {
-        usage(format!(
+        auth_error(format!(
             "no {} credentials: set {} or run `sbx auth login {}`",
             auth.provider,
             auth.env.join(if auth.provider == "modal" { " and " } else { " or " }),

@@ -215,7 +215,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
         .await
         .expect("run sbx");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3), "a refused key is an auth failure: {err}");
     assert!(err.contains("DAYTONA_API_KEY") && err.contains("sbx auth login daytona"), "{err}");
     assert!(fake.sandbox_ids().is_empty());
 }

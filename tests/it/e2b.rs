@@ -223,7 +223,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     // A wrong key through the CLI: one clear error naming the fix.
     let out = cli.cmd(&["up", "--provider", "e2b", "--name", "nokey"]).env("E2B_API_KEY", "wrong").output().await.expect("run sbx");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3), "a refused key is an auth failure: {err}");
     assert!(err.contains("E2B_API_KEY") && err.contains("sbx auth login e2b"), "{err}");
     assert!(fake.sandbox_ids().is_empty());
 }

@@ -10,6 +10,7 @@ mod credentials;
 mod daytona;
 mod docker;
 mod e2b;
+mod exit_codes;
 mod fake_llm;
 mod fs;
 mod llm_endpoint;

@@ -235,7 +235,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
 
     // Pause is not something Vercel can do: one clear error.
     let out = cli.run(&["pause", "vc"]).await;
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2), "asking for what the provider cannot do is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot pause"), "{}", String::from_utf8_lossy(&out.stderr));
 
     let out = cli.ok(&["ls", "--json"]).await;
@@ -246,11 +246,11 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     // A wrong token, then no token at all, through the CLI: one clear error naming the fix.
     let out = cli.command(&["up", "--provider", "vercel", "--name", "badtoken"]).env("VERCEL_TOKEN", "wrong").output().await.expect("sbx");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3), "a refused token is an auth failure: {err}");
     assert!(err.contains("VERCEL_TOKEN") && err.contains("sbx auth login vercel"), "{err}");
     let out = cli.command(&["up", "--provider", "vercel", "--name", "notoken"]).env_remove("VERCEL_TOKEN").output().await.expect("sbx");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3), "a missing token is an auth failure: {err}");
     assert!(err.contains("VERCEL_TOKEN") && err.contains("VERCEL_OIDC_TOKEN") && err.contains("sbx auth login vercel"), "{err}");
     assert!(fake.sandbox_names().is_empty());
 }

@@ -40,5 +40,6 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> Result<Exit> {
             None => ctx.out.line("runtime:   not answering"),
         }
     }
-    Ok(if live.is_some() && health.is_some() { Exit::Success } else { Exit::Failure })
+    // A sandbox that is gone, or whose runtime does not answer, is what exit 5 means (docs/cli.md).
+    Ok(if live.is_some() && health.is_some() { Exit::Success } else { Exit::Sandbox })
 }
