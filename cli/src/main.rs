@@ -7,7 +7,6 @@ mod commands;
 mod context;
 mod keystore;
 mod output;
-mod provision;
 mod redact;
 mod run;
 mod session_env;
@@ -17,7 +16,11 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     redact::install_panic_hook();
-    let cli = cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return output::parse_error(e, &args),
+    };
     output::init_logging(cli.global.verbose);
     let out = output::Output::new(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

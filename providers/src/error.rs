@@ -15,6 +15,14 @@ pub enum Error {
         /// The id asked for.
         sandbox: String,
     },
+    /// The sandbox exists but is not running (paused, stopped, archived), so it cannot do this now.
+    #[error("sandbox `{sandbox}` is not running (it is {state}); resume it first (`sbx resume <name>`)")]
+    NotRunning {
+        /// The id asked for.
+        sandbox: String,
+        /// Its state, in the provider's words (`paused`, `stopped`, `archived`…).
+        state: String,
+    },
     /// The provider cannot do this.
     #[error("{provider} does not support {op}")]
     Unsupported {
@@ -66,6 +74,13 @@ pub enum Error {
         /// The limit.
         after: Duration,
     },
+    /// No `sbx-agent` binary to put into sandboxes was found on this machine (a setup problem, not
+    /// the sandbox's).
+    #[error("the sbx-agent runtime binary was not found (looked at: {tried}). Install it with install/install.sh, build it with install/build-runtime.sh, or point SBX_RUNTIME at a static x86_64 Linux sbx-agent")]
+    RuntimeNotFound {
+        /// The paths tried, and why each did not do.
+        tried: String,
+    },
     /// The runtime inside the sandbox did not come up or stopped answering.
     #[error("the sbx-agent runtime {0}")]
     Runtime(String),
@@ -95,12 +110,6 @@ pub enum Error {
         provider: &'static str,
         /// Its message.
         message: String,
-    },
-    /// A fault a test asked for with `SBX_TEST_FAIL_PHASE` (never set outside tests).
-    #[error("{phase} failed: fault injected by SBX_TEST_FAIL_PHASE={phase}")]
-    TestFault {
-        /// The phase that was made to fail.
-        phase: &'static str,
     },
     /// Local I/O.
     #[error("{context}: {source}")]

@@ -156,7 +156,14 @@ impl Provider for LocalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        crate::registry::LOCAL.capabilities
+        Capabilities {
+            pause: true,
+            network_none: false,
+            public_ports: true,
+            resource_limits: false,
+            isolated: false,
+            max_lifetime: None,
+        }
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {

@@ -78,7 +78,7 @@ impl Sbx {
     fn up_paused(&self, name: &str) -> Child {
         let mut child = self
             .cmd(&["up", "--provider", "local", "--name", name])
-            .env("SBX_TEST_PAUSE_AFTER_CREATE", "60")
+            .env("SBX_TEST_PAUSE_AFTER_CREATE_MS", "60000")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -455,11 +455,11 @@ fn sessions_prompt_and_transcripts_through_the_cli() {
     let out = sbx.ok(&["exec", "ag", "--", "cat", "hello.txt"]);
     assert_eq!(text(&out.stdout), "hi");
 
-    // prompt: the answer on stdout; a failing agent exits 1.
+    // prompt: the answer on stdout; a failing agent exits 6.
     let out = sbx.ok(&["prompt", "ag", "echo hello", "--agent", "mock"]);
     assert_eq!(text(&out.stdout), "hello\n");
     let out = sbx.run(&["prompt", "ag", "fail the tests are red", "--agent", "mock"]);
-    assert_eq!(code(&out), 1);
+    assert_eq!(code(&out), 6);
     assert!(text(&out.stderr).contains("the tests are red"), "{}", text(&out.stderr));
     // Not a terminal and no --approve: permission requests are denied, and the tool does not run.
     let out = sbx.ok(&["prompt", "ag", "write denied.txt x", "--agent", "mock"]);

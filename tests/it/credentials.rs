@@ -142,7 +142,7 @@ fn auth_login_stores_a_private_file_and_status_says_which_store() {
     // A provider command without any key says how to give one.
     std::fs::remove_file(h.join("config/sbx/config.toml")).unwrap();
     let out = cmd(&bin("sbx"), h, &["up", "--provider", "daytona", "--name", "x"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3), "a missing key is an auth failure");
     let err = text(&out.stderr);
     assert!(err.contains("DAYTONA_API_KEY") && err.contains("sbx auth login daytona"), "{err}");
 }

@@ -300,16 +300,17 @@ async fn a_missing_image_is_pulled_with_progress_per_layer() {
     assert_eq!(String::from_utf8_lossy(&cat.stdout), marker, "the CLI's sandbox runs the pulled image");
     assert!(sbx(&["down", "from-registry"], None).status.success());
 
-    // Bad input through the CLI: one clear line and a non-zero exit.
+    // Bad input through the CLI: one clear line; a missing image is a usage error (exit 2), an
+    // engine that does not answer a provider failure (exit 4).
     let missing = format!("127.0.0.1:{}/sbx-base:no-such-tag", registry.port);
     let out = sbx(&["up", "--provider", "docker", "--image", &missing, "--name", "nope", "-q"], None);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(last.starts_with("error: image") && last.contains("not found"), "{err}");
     let out = sbx(&["up", "--provider", "docker", "--name", "nope", "-q"], Some("unix:///nonexistent/docker.sock"));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.lines().count() == 1 && err.contains("is Docker running?"), "{err}");
 }
 
@@ -409,8 +410,7 @@ async fn a_container_stopped_behind_our_back_resumes_and_its_runtime_restarts() 
         endpoint: p.endpoint(&sandbox.id, layout.port).await.expect("endpoint"),
         token: handle.token.clone(),
     };
-    let lc = sbx_providers::lifecycle::Lifecycle::new(std::sync::Arc::new(p.clone()));
-    let client = lc.reconnect(&sandbox.id, &handle, &layout).await.expect("restart").client;
+    let client = sbx_providers::bootstrap::ensure_running(&p, &sandbox.id, &handle, &layout).await.expect("restart");
     client.health().await.expect("health after restart");
     p.destroy(&sandbox.id).await.expect("destroy");
 }

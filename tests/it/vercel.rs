@@ -235,7 +235,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
 
     // Pause is not something Vercel can do: one clear error.
     let out = cli.run(&["pause", "vc"]).await;
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(2), "asking for what the provider cannot do is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot pause"), "{}", String::from_utf8_lossy(&out.stderr));
 
     let out = cli.ok(&["ls", "--json"]).await;
@@ -246,11 +246,11 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     // A wrong token, then no token at all, through the CLI: one clear error naming the fix.
     let out = cli.command(&["up", "--provider", "vercel", "--name", "badtoken"]).env("VERCEL_TOKEN", "wrong").output().await.expect("sbx");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3), "a refused token is an auth failure: {err}");
     assert!(err.contains("VERCEL_TOKEN") && err.contains("sbx auth login vercel"), "{err}");
     let out = cli.command(&["up", "--provider", "vercel", "--name", "notoken"]).env_remove("VERCEL_TOKEN").output().await.expect("sbx");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3), "a missing token is an auth failure: {err}");
     assert!(err.contains("VERCEL_TOKEN") && err.contains("VERCEL_OIDC_TOKEN") && err.contains("sbx auth login vercel"), "{err}");
     assert!(fake.sandbox_names().is_empty());
 }
@@ -270,4 +270,60 @@ async fn gc_finds_vercel_orphans_with_no_state_row() {
     assert!(text.contains(&expired.id) && text.contains(&orphan.id), "{text}");
     assert_eq!(fake.sandbox_names(), vec![alive.id.clone()], "gc removed exactly the expired and the orphaned sandbox");
     p.destroy(&alive.id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_runs_as_a_detached_command_and_a_restart_replaces_it() {
+    let Some(fake) = fake().await else { return };
+    let p = provider(&fake);
+    let sandbox = p.create(&SandboxSpec::named("restart")).await.expect("create");
+    let id = sandbox.id.as_str();
+    let layout = p.runtime_layout(id).await.expect("layout");
+    let handle = sbx_providers::bootstrap::bootstrap(&p, id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+    const CMD: &str = "POST /api/v2/sandboxes/sessions/{sid}/cmd";
+    let starts = fake.hits(CMD);
+    // A restart while the old runtime still runs (as when it stops answering): the old one is killed
+    // through the API, so exactly one runtime serves the port, with the old token.
+    let client = sbx_providers::bootstrap::restart(&p, id, &handle, &layout).await.expect("restart");
+    assert_eq!(client.health().await.expect("health").version, sbx_agent::VERSION);
+    assert_eq!(fake.hits(CMD), starts + 1, "one detached start");
+    assert_eq!(fake.hits("POST /api/v2/sandboxes/sessions/{sid}/cmd/{cid}/kill"), 1, "the old runtime was killed");
+    let count = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '[s]bx-agent server'";
+    let out = p.exec(id, &ExecSpec::new(["sh", "-c", count])).await.expect("count");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "one runtime process");
+    p.destroy(id).await.expect("destroy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sbx_run_with_a_matrix_over_docker_and_vercel_completes() {
+    let Some(fake) = fake().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("repo")).expect("mkdir");
+    std::fs::write(dir.path().join("repo/README.md"), "hello\n").expect("write");
+    let yaml = format!(
+        "version: 1\ndefaults: {{agent: mock, image: '{}'}}\ntasks:\n  - name: m\n    workspace: ./repo\n    \
+         prompt: \"write out/done.txt done\"\n    check: test -f out/done.txt\n    matrix:\n      provider: [docker, vercel]\n",
+        crate::conformance::base_image()
+    );
+    std::fs::write(dir.path().join("sbx.yaml"), yaml).expect("write");
+    let mut c = tokio::process::Command::new(sbx_tests::bin("sbx"));
+    c.args(["run", "-f", "sbx.yaml"])
+        .current_dir(dir.path())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("SBX_RUNTIME", sbx_tests::static_runtime())
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("VERCEL_OIDC_TOKEN")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in fake.env() {
+        c.env(k, v);
+    }
+    let out = c.output().await.expect("sbx run");
+    assert!(out.status.success(), "sbx run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let base = dir.path().join("sbx-results");
+    let run = std::fs::read_dir(&base).expect("sbx-results").next().expect("a run").expect("entry").path();
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).expect("summary")).expect("json");
+    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(0)), "{summary}");
+    assert!(fake.sandbox_names().is_empty(), "the run removed its Vercel sandbox");
 }

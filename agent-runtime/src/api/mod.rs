@@ -79,6 +79,9 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 pub enum ProblemKind {
     /// The request was malformed (bad JSON, bad query, bad value).
     BadRequest,
+    /// The session asks for an agent whose binary is not installed in the sandbox (400, like
+    /// `BadRequest`, so clients that only look at the status keep working).
+    AgentNotInstalled,
     /// No bearer token, or the wrong one.
     Unauthorized,
     /// A path tried to leave the configured root.
@@ -105,6 +108,7 @@ impl ProblemKind {
     /// All kinds, for docs and tests.
     pub const ALL: &'static [ProblemKind] = &[
         Self::BadRequest,
+        Self::AgentNotInstalled,
         Self::Unauthorized,
         Self::PathOutsideRoot,
         Self::NotFound,
@@ -121,6 +125,7 @@ impl ProblemKind {
     pub fn type_uri(self) -> &'static str {
         match self {
             Self::BadRequest => "urn:sbx:problem:bad-request",
+            Self::AgentNotInstalled => "urn:sbx:problem:agent-not-installed",
             Self::Unauthorized => "urn:sbx:problem:unauthorized",
             Self::PathOutsideRoot => "urn:sbx:problem:path-outside-root",
             Self::NotFound => "urn:sbx:problem:not-found",
@@ -137,7 +142,7 @@ impl ProblemKind {
     /// The HTTP status this kind is sent with.
     pub fn status(self) -> u16 {
         match self {
-            Self::BadRequest => 400,
+            Self::BadRequest | Self::AgentNotInstalled => 400,
             Self::Unauthorized => 401,
             Self::PathOutsideRoot => 403,
             Self::NotFound => 404,
@@ -155,6 +160,7 @@ impl ProblemKind {
     pub fn title(self) -> &'static str {
         match self {
             Self::BadRequest => "Bad request",
+            Self::AgentNotInstalled => "Agent not installed",
             Self::Unauthorized => "Missing or wrong bearer token",
             Self::PathOutsideRoot => "Path is outside the runtime's root",
             Self::NotFound => "Not found",

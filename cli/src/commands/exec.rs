@@ -24,7 +24,7 @@ use crate::output::Exit;
 
 /// The exit code of `sbx exec` when part of the command's output was lost (a warning on stderr says
 /// how much, and the command's own exit code).
-pub const EXIT_OUTPUT_LOST: u8 = 125;
+pub const EXIT_OUTPUT_LOST: u8 = Exit::DataLost.code();
 
 /// How long the runtime holds a new command's output for us before we follow it.
 const HOLD_OUTPUT: Duration = Duration::from_secs(60);
@@ -203,7 +203,7 @@ async fn stream_output(client: &Client, id: &str) -> Result<Exit> {
                             "sbx: the command {how}, but {} bytes of its output were lost; exiting with {EXIT_OUTPUT_LOST}",
                             lost.total_bytes()
                         );
-                        return Ok(Exit::Code(EXIT_OUTPUT_LOST));
+                        return Ok(Exit::DataLost);
                     }
                     return Ok(exit);
                 }

@@ -384,10 +384,7 @@ impl DaytonaProvider {
             400 => {
                 let state = self.get_raw(id).await.ok().flatten().and_then(|v| v.get("state").and_then(Value::as_str).map(str::to_owned));
                 return Err(match state {
-                    Some(state) if state != "started" => Error::Provider {
-                        provider: NAME,
-                        message: format!("sandbox `{id}` is not running (it is {state}); resume it with `sbx resume`"),
-                    },
+                    Some(state) if state != "started" => Error::NotRunning { sandbox: id.to_owned(), state },
                     _ => self.http.http.error(&reply, "execute", Some(id)),
                 });
             }
@@ -527,7 +524,14 @@ impl Provider for DaytonaProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        crate::registry::DAYTONA.capabilities
+        Capabilities {
+            pause: true,
+            network_none: false,
+            public_ports: true,
+            resource_limits: true,
+            isolated: true,
+            max_lifetime: None,
+        }
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {

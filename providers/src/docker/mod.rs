@@ -61,7 +61,7 @@
 //!   parent directories of `dest` are made first with a small tar of directory entries, so no shell
 //!   is needed in the image.
 //! - `pause`/`resume` freeze and thaw the container's cgroup; `resume` also starts a container that was
-//!   stopped behind sbx's back (then `lifecycle::Lifecycle::reconnect` starts the runtime again). `destroy`
+//!   stopped behind sbx's back (then `bootstrap::ensure_running` starts the runtime again). `destroy`
 //!   force-removes the container with its anonymous volumes and its socket directory.
 //!
 //! # Images
@@ -258,7 +258,14 @@ impl Provider for DockerProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        crate::registry::DOCKER.capabilities
+        Capabilities {
+            pause: true,
+            network_none: true,
+            public_ports: true,
+            resource_limits: true,
+            isolated: true,
+            max_lifetime: None,
+        }
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {
@@ -343,7 +350,7 @@ impl Provider for DockerProvider {
     }
 
     /// Unpauses a paused container; also starts one that was stopped behind sbx's back (`docker stop`,
-    /// a host reboot), after which `lifecycle::Lifecycle::reconnect` starts the runtime again.
+    /// a host reboot), after which `bootstrap::ensure_running` starts the runtime again.
     async fn resume(&self, id: &str) -> Result<()> {
         let c = self.require(id).await?;
         let name = container_name(&c, id);
@@ -491,7 +498,10 @@ fn unavailable(host: &str, e: bollard::errors::Error) -> Error {
     }
 }
 
-/// Converts an engine error about sandbox `id` at the trait boundary.
+/// Converts an engine error about sandbox `id` at the trait boundary. Every call that names a
+/// container addresses it by name, so the engine's 404 to such a call means the container is gone
+/// (a missing path in it is checked for separately, see `path_exists`); a 404 to a call that names
+/// no container (`id` empty: create, list) is not about a sandbox.
 pub(crate) fn map_err(e: bollard::errors::Error, id: &str) -> Error {
     if is_connection_error(&e) {
         return Error::Unavailable {
@@ -500,9 +510,7 @@ pub(crate) fn map_err(e: bollard::errors::Error, id: &str) -> Error {
         };
     }
     match &e {
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
-            if message.contains("No such container") =>
-        {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } if !id.is_empty() => {
             Error::NotFound { sandbox: id.to_owned() }
         }
         bollard::errors::Error::RequestTimeoutError => {

@@ -56,7 +56,10 @@ impl Envd {
         r
     }
 
-    /// An envd answer that is not 2xx, as a typed error.
+    /// An envd answer that is not 2xx, as a typed error. The edge's 502 (a gone, expired or paused
+    /// sandbox, or nothing listening on the port) stays an [`Error::Api`] with status 502: the
+    /// provider asks the control plane which it is (`E2bProvider::explain_gone`) rather than read
+    /// the message.
     async fn error(&self, what: &str, resp: reqwest::Response) -> Error {
         let (status, headers) = (resp.status(), resp.headers().clone());
         let reply = Reply { status, headers, body: resp.bytes().await.unwrap_or_default() };
@@ -64,10 +67,6 @@ impl Envd {
         let body = reply.json();
         let message = reply.message();
         let code = body.get("code").and_then(Value::as_str).unwrap_or("");
-        // The edge answers 502 "The sandbox was not found" for a gone (or expired) sandbox.
-        if status == 502 && message.contains("not found") {
-            return Error::NotFound { sandbox: self.id.clone() };
-        }
         if status == 401 || code == "unauthenticated" {
             return Error::Auth {
                 provider: NAME,

@@ -227,17 +227,19 @@ impl E2bProvider {
         Ok(Some(body))
     }
 
-    /// E2B's edge says "not found" for a paused sandbox too: say which it is, and what to do.
+    /// E2B's edge answers 502 for a sandbox it cannot reach, gone and paused alike (and envd's
+    /// `not_found` can mean the same): the control plane says which it is, and so what to do.
     async fn explain_gone<T>(&self, id: &str, result: Result<T>) -> Result<T> {
-        match result {
-            Err(Error::NotFound { sandbox }) => match self.detail(id).await {
-                Ok(Some(d)) if d.get("state").and_then(Value::as_str) == Some("paused") => Err(Error::Provider {
-                    provider: NAME,
-                    message: format!("sandbox `{id}` is paused; resume it first (`sbx resume <name>`)"),
-                }),
-                _ => Err(Error::NotFound { sandbox }),
-            },
-            other => other,
+        let err = match result {
+            Err(e @ (Error::NotFound { .. } | Error::Api { status: 502, .. })) => e,
+            other => return other,
+        };
+        match self.detail(id).await {
+            Ok(None) => Err(Error::NotFound { sandbox: id.to_owned() }),
+            Ok(Some(d)) if d.get("state").and_then(Value::as_str) == Some("paused") => {
+                Err(Error::NotRunning { sandbox: id.to_owned(), state: "paused".into() })
+            }
+            _ => Err(err),
         }
     }
 
@@ -292,7 +294,14 @@ impl Provider for E2bProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        crate::registry::E2B.capabilities
+        Capabilities {
+            pause: true,
+            network_none: false,
+            public_ports: true,
+            resource_limits: false,
+            isolated: true,
+            max_lifetime: Some(MAX_TIMEOUT),
+        }
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {

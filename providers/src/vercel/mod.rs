@@ -28,7 +28,9 @@
 //!   (`GET …/cmd/{id}?wait=true`), then read its logs (`GET …/cmd/{id}/logs`, NDJSON). Output records
 //!   are text, so the command runs under a small `sh` wrapper that returns stdout and stderr
 //!   base64-encoded (byte-exact, kept apart). `ExecSpec::timeout` is sent as the command's `timeout`
-//!   (Vercel SIGKILLs it) and bounds the wait.
+//!   (Vercel SIGKILLs it) and bounds the wait. The bootstrap's `sbx-agent daemon start …` is the
+//!   exception: it runs as `sbx-agent server …`, a detached command Vercel keeps running (after killing
+//!   a runtime the session still runs), and `exec` returns at once.
 //! - `upload` → `POST …/fs/mkdir` of `dest`, then the tar stream gzip-compressed on the fly to
 //!   `POST …/fs/write` with `x-cwd: dest` (the archive's entries unpack under it).
 //! - `endpoint(port)` → the route Vercel made for the port (`routes[].url`, public HTTPS, no header:
@@ -49,6 +51,7 @@
 //! `sbx auth login vercel`.
 
 mod client;
+mod commands;
 pub mod credentials;
 mod io;
 
@@ -339,66 +342,6 @@ impl VercelProvider {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-
-    /// Starts `cmd` detached and returns its id; runs `argv` under the output wrapper.
-    async fn start_command(&self, id: &str, sid: &str, cmd: &ExecSpec, limit: Duration) -> Result<String> {
-        let mut args = vec!["-c".to_owned(), io::EXEC_WRAPPER.to_owned(), "sh".to_owned()];
-        args.extend(cmd.argv.iter().cloned());
-        let mut body = json!({
-            "command": "sh",
-            "args": args,
-            "env": cmd.env,
-            "sudo": false,
-            "timeout": u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-        });
-        if let Some(cwd) = &cmd.cwd {
-            body["cwd"] = json!(cwd);
-        }
-        let path = format!("v2/sandboxes/sessions/{sid}/cmd");
-        let v = self.api.json_once("run command", Some(id), || self.api.req(Method::POST, &path).json(&body)).await?;
-        v.pointer("/command/id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Provider { provider: NAME, message: format!("run command: no command id in {v}") })
-    }
-
-    /// Waits for command `cmd_id` to exit and reads its logs: (exit code, stdout, stderr).
-    async fn finish_command(&self, id: &str, sid: &str, cmd_id: &str, limit: Duration) -> Result<(i64, client::Logs)> {
-        let path = format!("v2/sandboxes/sessions/{sid}/cmd/{cmd_id}");
-        let wait = || self.api.req(Method::GET, &path).query(&[("wait", "true")]).timeout(limit);
-        let done = self.api.json("wait for command", Some(id), wait).await?;
-        let code = done.pointer("/command/exitCode").and_then(Value::as_i64).unwrap_or(-1);
-        // The logs replay from the beginning on every request, so a broken read is simply read again.
-        let logs_path = format!("{path}/logs");
-        let mut attempt = 0;
-        loop {
-            let req = self.api.req(Method::GET, &logs_path).timeout(limit);
-            let res = async {
-                let (client, req) = req.build_split();
-                let req = req.map_err(|e| Error::Provider { provider: NAME, message: format!("logs: bad request: {e}") })?;
-                let resp = client.execute(req).await.map_err(|e| self.api.http.transport(e, "logs", &logs_path, limit))?;
-                if !resp.status().is_success() {
-                    let (status, headers) = (resp.status(), resp.headers().clone());
-                    let body = resp.bytes().await.unwrap_or_default();
-                    return Err(self.api.ok(crate::http::Reply { status, headers, body }, "logs", Some(id)).expect_err("not a success"));
-                }
-                client::read_logs(resp, "logs", limit).await
-            }
-            .await;
-            match res {
-                Ok(logs) => return Ok((code, logs)),
-                Err(e)
-                    if attempt + 1 < self.api.http.retry.attempts
-                        && matches!(e, Error::Unavailable { .. } | Error::RateLimited { .. } | Error::Api { status: 500.., .. }) =>
-                {
-                    tracing::debug!(sandbox = id, error = %e, "vercel: reading logs again");
-                    tokio::time::sleep(self.api.http.retry.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
 }
 
 fn now_ms() -> u64 {
@@ -465,7 +408,14 @@ impl Provider for VercelProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        crate::registry::VERCEL.capabilities
+        Capabilities {
+            pause: false,
+            network_none: false,
+            public_ports: true,
+            resource_limits: true,
+            isolated: true,
+            max_lifetime: Some(Duration::from_secs(5 * 3600)),
+        }
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {
@@ -557,6 +507,9 @@ impl Provider for VercelProvider {
             return Err(Error::InvalidSpec("exec needs a program".into()));
         }
         let info = self.info(id).await?;
+        if commands::is_daemon_start(&cmd.argv) {
+            return self.start_runtime(id, &info.session, cmd).await;
+        }
         let limit = cmd.timeout.unwrap_or(EXEC_TIMEOUT);
         let started = tokio::time::Instant::now();
         let cmd_id = self.start_command(id, &info.session, cmd, limit).await?;

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use super::driver::{AgentDriver, AgentGone, SessionSettings};
 use crate::api::session::{AgentCapabilities, AgentInfo, AgentMode};
+use crate::api::ProblemKind;
 use crate::server::ApiError;
 
 /// A known agent.
@@ -129,11 +130,14 @@ impl AgentRegistry {
             return Ok(PathBuf::new());
         }
         self.find(spec).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "the {} agent (`{}`) is not installed in this sandbox; install it with `sbx agent install <sandbox> {} --from-host` \
-                 or POST /v1/agents/{}/install",
-                spec.name, spec.id, spec.id, spec.id
-            ))
+            ApiError::new(
+                ProblemKind::AgentNotInstalled,
+                format!(
+                    "the {} agent (`{}`) is not installed in this sandbox; install it with `sbx agent install <sandbox> {} \
+                     --from-host` or POST /v1/agents/{}/install",
+                    spec.name, spec.id, spec.id, spec.id
+                ),
+            )
         })
     }
 

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use sbx_agent::api::session::{CreateSessionRequest, PermissionPolicy, TurnCompleted, TurnOutcome};
+use sbx_agent::api::ProblemKind;
 
 use crate::context::Ctx;
 use crate::output::{usage, Exit};
@@ -214,7 +215,7 @@ struct Target {
 
 /// `sbx prompt` flags.
 #[derive(Args, Debug)]
-#[command(after_help = "Exit code: 0 when the agent finished its answer, 1 when it failed, 130 on Ctrl-C.\n\nExamples:\n  sbx prompt dev \"what does this repo do?\"\n  sbx prompt dev \"fix the failing test\" --agent codex --approve all\n  sbx prompt dev \"echo hi\" --agent mock")]
+#[command(after_help = "Exit code: 0 when the agent finished its answer, 6 when it failed (or is not installed), 130 on Ctrl-C.\n\nExamples:\n  sbx prompt dev \"what does this repo do?\"\n  sbx prompt dev \"fix the failing test\" --agent codex --approve all\n  sbx prompt dev \"echo hi\" --agent mock")]
 pub struct PromptArgs {
     /// The sandbox.
     pub name: String,
@@ -323,7 +324,12 @@ pub async fn prompt(ctx: &Ctx, a: PromptArgs) -> Result<Exit> {
     Ok(turn_exit(&result?))
 }
 
+/// A refused session: an agent that is not installed stays a typed error (exit 6); other bad
+/// settings (an unknown agent, model or mode) are the user's input (exit 2).
 fn agent_error(e: sbx_agent::client::ClientError) -> anyhow::Error {
+    if e.problem_kind() == Some(ProblemKind::AgentNotInstalled) {
+        return e.into();
+    }
     match e.status() {
         Some(400) | Some(404) => usage(e.to_string()),
         _ => e.into(),
@@ -333,7 +339,7 @@ fn agent_error(e: sbx_agent::client::ClientError) -> anyhow::Error {
 fn turn_exit(done: &TurnCompleted) -> Exit {
     match done.outcome {
         TurnOutcome::Completed => Exit::Success,
-        TurnOutcome::Failed => Exit::Failure,
+        TurnOutcome::Failed => Exit::Agent,
         TurnOutcome::Cancelled => Exit::Interrupted,
     }
 }
