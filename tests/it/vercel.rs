@@ -327,3 +327,18 @@ async fn sbx_run_with_a_matrix_over_docker_and_vercel_completes() {
     assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(0)), "{summary}");
     assert!(fake.sandbox_names().is_empty(), "the run removed its Vercel sandbox");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_that_answers_before_the_command_ends_is_asked_again() {
+    if !sbx_tests::docker_available() {
+        return;
+    }
+    let config = sbx_tests::fakes::vercel::FakeConfig { max_wait: Duration::from_millis(300), ..Default::default() };
+    let fake = FakeVercel::start_with(config).await;
+    let p = provider(&fake);
+    let sandbox = p.create(&SandboxSpec::named("longpoll")).await.expect("create");
+    let out = p.exec(&sandbox.id, &ExecSpec::new(["sh", "-c", "sleep 1.5; echo late; exit 5"])).await.expect("exec");
+    assert_eq!((out.exit_code, out.stdout.as_slice()), (5, &b"late\n"[..]));
+    assert!(fake.hits("GET /api/v2/sandboxes/sessions/{sid}/cmd/{cid}") >= 3, "the wait was asked again");
+    p.destroy(&sandbox.id).await.expect("destroy");
+}

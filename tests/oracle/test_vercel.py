@@ -203,4 +203,9 @@ def test_errors_the_sdk_reads_from_the_fake(sdk, monkeypatch):
     with pytest.raises(vercel_sandbox.SandboxApiError) as exc:
         vs.create_sandbox()
     assert exc.value.status_code == 403 and exc.value.code == "forbidden"
-    assert not [s for s in subprocess.run(["docker", "ps", "-q", "--filter", "label=dev.sbx.fake=vercel"], capture_output=True, text=True).stdout.split()], "nothing was created"
+    # This fake's containers are named fake-vercel-<its port>-<name> (other fakes may run meanwhile).
+    port = sdk["SBX_VERCEL_API_URL"].removesuffix("/api").rsplit(":", 1)[1]
+    mine = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"name=^fake-vercel-{port}-"], capture_output=True, text=True
+    ).stdout.split()
+    assert mine == [], "nothing was created"

@@ -73,8 +73,14 @@ impl VercelProvider {
     pub(super) async fn finish_command(&self, id: &str, sid: &str, cmd_id: &str, limit: Duration) -> Result<(i64, client::Logs)> {
         let path = format!("v2/sandboxes/sessions/{sid}/cmd/{cmd_id}");
         let wait = || self.api.req(Method::GET, &path).query(&[("wait", "true")]).timeout(limit);
-        let done = self.api.json("wait for command", Some(id), wait).await?;
-        let code = done.pointer("/command/exitCode").and_then(Value::as_i64).unwrap_or(-1);
+        // A long poll may come back before the command ends (a proxy's own limit): ask again. The
+        // caller bounds the whole wait.
+        let code = loop {
+            let done = self.api.json("wait for command", Some(id), wait).await?;
+            if let Some(code) = done.pointer("/command/exitCode").and_then(Value::as_i64) {
+                break code;
+            }
+        };
         // The logs replay from the beginning on every request, so a broken read is simply read again.
         let logs_path = format!("{path}/logs");
         let mut attempt = 0;

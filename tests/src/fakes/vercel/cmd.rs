@@ -254,7 +254,7 @@ pub(crate) async fn get_one(State(st): S, Path((sid, cid)): Path<(String, String
         Err(r) => return r,
     };
     if q.get("wait").is_some_and(|w| w == "true") {
-        cmd.wait().await;
+        let _ = tokio::time::timeout(st.config.max_wait, cmd.wait()).await;
     }
     Json(json!({"command": cmd.json()})).into_response()
 }

@@ -68,6 +68,9 @@ pub struct FakeConfig {
     pub project_id: String,
     /// Where to listen.
     pub bind: SocketAddr,
+    /// The longest `GET …/cmd/{id}?wait=true` holds a request before it answers with the command still
+    /// running (`exitCode: null`), as a proxy's own limit would.
+    pub max_wait: std::time::Duration,
 }
 
 impl Default for FakeConfig {
@@ -78,6 +81,7 @@ impl Default for FakeConfig {
             team_id: format!("team_{}", &crate::random_token()[..12]),
             project_id: format!("prj_{}", &crate::random_token()[..12]),
             bind: ([127, 0, 0, 1], 0).into(),
+            max_wait: std::time::Duration::from_secs(60),
         }
     }
 }
