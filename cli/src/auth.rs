@@ -27,17 +27,19 @@ pub struct ProviderAuth {
     pub prompt: &'static str,
 }
 
-/// The providers that take API keys.
+impl ProviderAuth {
+    /// A registered provider's key needs, from its registry entry.
+    const fn registered(p: &'static sbx_providers::registry::ProviderInfo, prompt: &'static str) -> Self {
+        Self { provider: p.name, env: p.auth, extra_env: p.env, prompt }
+    }
+}
+
+/// The providers that take API keys: the registered ones (from the registry), then those whose
+/// modules are still to come, whose keys can already be stored.
 pub const PROVIDERS: &[ProviderAuth] = &[
-    ProviderAuth { provider: "e2b", env: &["E2B_API_KEY"], extra_env: &["E2B_DOMAIN"], prompt: "E2B API key" },
-    ProviderAuth { provider: "daytona", env: &["DAYTONA_API_KEY"], extra_env: &["DAYTONA_API_URL", "DAYTONA_TARGET"], prompt: "Daytona API key" },
-    ProviderAuth {
-        provider: "vercel",
-        // The SDK's order: an OIDC token wins over an access token.
-        env: &["VERCEL_OIDC_TOKEN", "VERCEL_TOKEN"],
-        extra_env: &["VERCEL_TEAM_ID", "VERCEL_PROJECT_ID", "VERCEL_OIDC_TOKEN_FILE", "SBX_VERCEL_API_URL"],
-        prompt: "Vercel token",
-    },
+    ProviderAuth::registered(&sbx_providers::registry::E2B, "E2B API key"),
+    ProviderAuth::registered(&sbx_providers::registry::DAYTONA, "Daytona API key"),
+    ProviderAuth::registered(&sbx_providers::registry::VERCEL, "Vercel token"),
     ProviderAuth { provider: "modal", env: &["MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"], extra_env: &[], prompt: "Modal token (ID:SECRET)" },
 ];
 
@@ -226,4 +228,18 @@ fn config_key(path: &PathBuf, provider: &str) -> Result<Option<Secret>> {
         .and_then(|k| k.as_str())
         .filter(|k| !k.is_empty())
         .map(Secret::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_provider_with_a_key_takes_it_as_the_registry_says() {
+        for p in sbx_providers::registry::all().iter().filter(|p| !p.auth.is_empty()) {
+            let auth = provider_auth(p.name).expect("a registered provider with a key is in auth::PROVIDERS");
+            assert_eq!(auth.env, p.auth);
+            assert_eq!(auth.extra_env, p.env);
+        }
+    }
 }

@@ -92,6 +92,8 @@ pub enum Command {
     Doctor(commands::doctor::DoctorArgs),
     /// LLM credentials on this machine: list them (masked) or print them as shell assignments.
     Credentials(commands::credentials::CredentialsArgs),
+    /// The providers sbx can make sandboxes on: what each is, its capabilities, keys and env vars.
+    Providers(commands::providers::ProvidersArgs),
     /// Cloud provider API keys (stored in a file only you can read): login, logout, status.
     Auth(commands::auth::AuthArgs),
     /// Run many tasks, each in its own sandbox with an agent, from an sbx.yaml (for CI).

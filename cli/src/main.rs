@@ -7,6 +7,7 @@ mod commands;
 mod context;
 mod keystore;
 mod output;
+mod provision;
 mod redact;
 mod run;
 mod session_env;

@@ -16,13 +16,14 @@ fn named_agents(rec: &SandboxRecord) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Sends the sandbox's named credentials to its runtime (after a restart). Nothing when none were named.
+/// The sandbox's named credentials, read from this machine again (empty when none were named).
+pub fn for_record(rec: &SandboxRecord) -> Result<Vec<(String, String)>> {
+    crate::provision::credential_env(&named_agents(rec))
+}
+
+/// Sends the sandbox's named credentials to its runtime. Nothing when none were named.
 pub async fn push(client: &Client, rec: &SandboxRecord) -> Result<()> {
-    let names = named_agents(rec);
-    if names.is_empty() {
-        return Ok(());
-    }
-    let env = crate::commands::up::credential_env(&names)?;
+    let env = for_record(rec)?;
     sbx_providers::bootstrap::push_session_env(client, &env).await.with_context(|| format!("sandbox `{}`", rec.name))
 }
 

@@ -49,6 +49,8 @@ pub struct SandboxRecord {
     pub created_at: u64,
     /// Unix seconds after which `sbx gc` may remove it.
     pub expires_at: Option<u64>,
+    /// How long each phase of making it took (empty for sandboxes recorded before timings were kept).
+    pub phases: sbx_providers::lifecycle::Phases,
 }
 
 /// An open state database.
@@ -85,6 +87,7 @@ impl State {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA).context("create state schema")?;
+        migrate(&conn)?;
         for suffix in ["", "-wal", "-shm"] {
             restrict(&PathBuf::from(format!("{}{suffix}", path.display())));
         }
@@ -126,6 +129,18 @@ impl State {
             "UPDATE sandboxes SET status = 'ready', endpoint = ?2, token = ?3, layout = ?4 WHERE name = ?1",
             params![name, serde_json::to_string(endpoint)?, token, serde_json::to_string(layout)?],
         )?;
+        Ok(())
+    }
+
+    /// Records how long each phase of making it took.
+    pub fn set_phases(&self, name: &str, phases: &sbx_providers::lifecycle::Phases) -> Result<()> {
+        self.conn.execute("UPDATE sandboxes SET phases = ?2 WHERE name = ?1", params![name, serde_json::to_string(phases)?])?;
+        Ok(())
+    }
+
+    /// Sets a sandbox's status (`kept`: making it failed and `--keep` kept it).
+    pub fn set_status(&self, name: &str, status: &str) -> Result<()> {
+        self.conn.execute("UPDATE sandboxes SET status = ?2 WHERE name = ?1", params![name, status])?;
         Ok(())
     }
 
@@ -225,12 +240,13 @@ impl State {
 }
 
 const SELECT: &str =
-    "SELECT name, provider, id, status, endpoint, token, layout, labels, run_id, created_at, expires_at FROM sandboxes";
+    "SELECT name, provider, id, status, endpoint, token, layout, labels, run_id, created_at, expires_at, phases FROM sandboxes";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRecord> {
     let endpoint: Option<String> = r.get(4)?;
     let layout: Option<String> = r.get(6)?;
     let labels: String = r.get(7)?;
+    let phases: Option<String> = r.get(11)?;
     Ok(SandboxRecord {
         name: r.get(0)?,
         provider: r.get(1)?,
@@ -243,7 +259,26 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRecord> {
         run_id: r.get(8)?,
         created_at: r.get::<_, i64>(9)? as u64,
         expires_at: r.get::<_, Option<i64>>(10)?.map(|e| e as u64),
+        phases: phases.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
     })
+}
+
+/// Brings a database made by an older sbx up to this schema. Only reads unless something is missing
+/// (so opening never takes the write lock in the common case); a change runs in one immediate
+/// transaction that checks again, so two processes opening an old database at once both succeed.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_phases = |c: &Connection| -> rusqlite::Result<bool> {
+        c.query_row("SELECT COUNT(*) FROM pragma_table_info('sandboxes') WHERE name = 'phases'", [], |r| r.get::<_, i64>(0)).map(|n| n > 0)
+    };
+    if has_phases(conn)? {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    if !has_phases(&tx)? {
+        tx.execute_batch("ALTER TABLE sandboxes ADD COLUMN phases TEXT").context("add the phases column")?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Unix seconds now.
@@ -263,7 +298,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     labels TEXT NOT NULL,
     run_id TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    expires_at INTEGER
+    expires_at INTEGER,
+    phases TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -283,3 +319,33 @@ CREATE TABLE IF NOT EXISTS session_events (
     PRIMARY KEY (sandbox, session, seq)
 );
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_database_gets_the_phases_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sbx.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace("    expires_at INTEGER,\n    phases TEXT\n", "    expires_at INTEGER\n")).unwrap();
+            conn.execute(
+                "INSERT INTO sandboxes (name, provider, id, status, labels, run_id, created_at) VALUES ('old', 'local', 'x', 'ready', '{}', 'r', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let state = State::open(&path).expect("open an older database");
+        let rec = state.get("old").unwrap().expect("row kept");
+        assert!(rec.phases.0.is_empty());
+        let phases = sbx_providers::lifecycle::Phases(vec![sbx_providers::lifecycle::PhaseRecord {
+            name: "create".into(),
+            duration_ms: 5,
+            outcome: sbx_providers::lifecycle::Outcome::Ok,
+        }]);
+        state.set_phases("old", &phases).unwrap();
+        assert_eq!(State::open(&path).unwrap().get("old").unwrap().unwrap().phases, phases);
+    }
+}

@@ -1,6 +1,6 @@
-//! The generic runtime bootstrap, written once on top of [`Provider`]: upload the static `sbx-agent`,
-//! start it with a fresh random token, wait for `/v1/health` with backoff, and start it again when it
-//! stops answering.
+//! The runtime's building blocks on top of [`Provider`]: find the static `sbx-agent` on the host, stream
+//! it as a tar, start it with a token's hash, wait for `/v1/health` with backoff, hand it the session
+//! env. The one sequence that puts them together is [`crate::lifecycle::bootstrap_runtime`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -167,40 +167,28 @@ pub async fn wait_healthy(client: &Client, timeout: Duration) -> Result<sbx_agen
     }
 }
 
-/// Uploads (unless the right version is already there), starts, and waits for the runtime.
+/// Uploads (unless the right version is already there), starts, and waits for the runtime: a thin
+/// delegate to [`crate::lifecycle::bootstrap_runtime`], the one bootstrap, with no session env and no
+/// observer. Commands use [`crate::lifecycle::Lifecycle`].
 pub async fn bootstrap(
     provider: &dyn Provider,
     id: &str,
     runtime_binary: &Path,
     layout: &RuntimeLayout,
 ) -> Result<RuntimeHandle> {
-    let token = fresh_token();
-    install(provider, id, runtime_binary, layout).await?;
-    start(provider, id, layout, &token).await?;
-    let endpoint = provider.endpoint(id, layout.port).await?;
-    let handle = RuntimeHandle { endpoint, token };
-    wait_healthy(&handle.client()?, Duration::from_secs(30)).await?;
-    Ok(handle)
+    let runtime = crate::lifecycle::RuntimeBinary::Path(runtime_binary.to_path_buf());
+    let recorder = crate::lifecycle::PhaseRecorder::default();
+    crate::lifecycle::bootstrap_runtime(provider, id, &runtime, layout, fresh_token(), &[], &recorder, Duration::from_secs(30)).await
 }
 
-/// Puts the binary at `layout.binary_path` unless a runtime of this version is already there (as in a
-/// template that has it preinstalled).
-pub async fn install(provider: &dyn Provider, id: &str, runtime_binary: &Path, layout: &RuntimeLayout) -> Result<()> {
-    let probe = provider.exec(id, &ExecSpec::new([layout.binary_path.as_str(), "--version"])).await;
-    if let Ok(out) = probe {
-        let text = String::from_utf8_lossy(&out.stdout);
-        if out.exit_code == 0 && text.split_whitespace().nth(1) == Some(sbx_agent::VERSION) {
-            tracing::debug!(sandbox = id, "runtime {} already installed", sbx_agent::VERSION);
-            return Ok(());
-        }
+/// Whether a runtime of this version is already at `layout.binary_path` (as in a template that has
+/// it preinstalled).
+pub async fn installed(provider: &dyn Provider, id: &str, layout: &RuntimeLayout) -> bool {
+    match provider.exec(id, &ExecSpec::new([layout.binary_path.as_str(), "--version"])).await {
+        // `sbx-agent <version>`: only the version word is compared, as text.
+        Ok(out) => out.exit_code == 0 && out.stdout.split(|b| b.is_ascii_whitespace()).nth(1) == Some(sbx_agent::VERSION.as_bytes()),
+        Err(_) => false,
     }
-    let (dir, name) = layout
-        .binary_path
-        .rsplit_once('/')
-        .ok_or_else(|| Error::InvalidSpec(format!("runtime path `{}` is not absolute", layout.binary_path)))?;
-    let dir = if dir.is_empty() { "/" } else { dir };
-    let stream = file_tar_stream(runtime_binary, name).await?;
-    provider.upload(id, stream, dir).await
 }
 
 /// Starts the runtime as a background daemon (`sbx-agent daemon start`, which reuses a healthy one).
@@ -248,20 +236,6 @@ pub async fn push_session_env(client: &Client, env: &[(String, String)]) -> Resu
     Ok(())
 }
 
-/// Returns a client for a runtime that answers, restarting it when three health checks in a row fail.
-pub async fn ensure_running(
-    provider: &dyn Provider,
-    id: &str,
-    handle: &RuntimeHandle,
-    layout: &RuntimeLayout,
-) -> Result<Client> {
-    let client = handle.client()?;
-    if answers(&client).await {
-        return Ok(client);
-    }
-    restart(provider, id, handle, layout).await
-}
-
 /// Whether the runtime answers `/v1/health` within three tries. Needs no provider, so callers can check
 /// this before paying for a control-plane connection.
 pub async fn answers(client: &Client) -> bool {
@@ -276,13 +250,4 @@ pub async fn answers(client: &Client) -> bool {
         }
     }
     false
-}
-
-/// Starts the runtime again (with its old token, so recorded clients keep working) and waits for it.
-pub async fn restart(provider: &dyn Provider, id: &str, handle: &RuntimeHandle, layout: &RuntimeLayout) -> Result<Client> {
-    tracing::info!(sandbox = id, "runtime not answering; starting it again");
-    let client = handle.client()?;
-    start(provider, id, layout, &handle.token).await?;
-    wait_healthy(&client, Duration::from_secs(30)).await?;
-    Ok(client)
 }

@@ -111,6 +111,12 @@ pub enum Error {
         /// Its message.
         message: String,
     },
+    /// A fault a test asked for with `SBX_TEST_FAIL_PHASE` (never set outside tests).
+    #[error("{phase} failed: fault injected by SBX_TEST_FAIL_PHASE={phase}")]
+    TestFault {
+        /// The phase that was made to fail.
+        phase: &'static str,
+    },
     /// Local I/O.
     #[error("{context}: {source}")]
     Io {

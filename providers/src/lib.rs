@@ -33,7 +33,9 @@ pub mod docker;
 pub mod e2b;
 mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod local;
+pub mod registry;
 mod util;
 pub mod vercel;
 
@@ -245,8 +247,10 @@ impl Endpoint {
     }
 }
 
-/// What a provider can do; the conformance suite and the CLI consult this instead of guessing.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What a provider can do; the conformance suite and the CLI consult this instead of guessing. Each
+/// provider's values are declared once, in its [`registry`] entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Capabilities {
     /// `pause`/`resume` work.
     pub pause: bool,
@@ -258,6 +262,10 @@ pub struct Capabilities {
     pub resource_limits: bool,
     /// Processes are isolated from the host (false for `local`).
     pub isolated: bool,
+    /// A running sandbox can be snapshotted and new ones made from the snapshot.
+    pub snapshots: bool,
+    /// Agents can reach an LLM without a key inside the sandbox (a relay on the host holds it).
+    pub keyless_route: bool,
     /// The longest a sandbox may live, if the platform caps it.
     pub max_lifetime: Option<Duration>,
 }

@@ -156,14 +156,7 @@ impl Provider for LocalProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            pause: true,
-            network_none: false,
-            public_ports: true,
-            resource_limits: false,
-            isolated: false,
-            max_lifetime: None,
-        }
+        crate::registry::LOCAL.capabilities
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {

@@ -78,7 +78,7 @@ impl Sbx {
     fn up_paused(&self, name: &str) -> Child {
         let mut child = self
             .cmd(&["up", "--provider", "local", "--name", name])
-            .env("SBX_TEST_PAUSE_AFTER_CREATE_MS", "60000")
+            .env("SBX_TEST_PAUSE_AFTER_CREATE", "60")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,11 +1,11 @@
 //! The Daytona provider against the fake Daytona (`sbx_tests::fakes::daytona`, one Docker container per
-//! sandbox): the conformance suite, the CLI end to end, and the faults it must survive.
+//! sandbox): the CLI end to end and the faults it must survive (the shared suite runs in `conformance.rs`).
 
 use std::time::Duration;
 
 use sbx_providers::bootstrap::{bootstrap, wait_healthy};
 use sbx_providers::daytona::{DaytonaProvider, RetryPolicy};
-use sbx_providers::{conformance, Error, ExecSpec, Provider, SandboxSpec, SandboxState};
+use sbx_providers::{Error, ExecSpec, Provider, SandboxSpec, SandboxState};
 use sbx_tests::fakes::daytona::FakeDaytona;
 
 const CREATE: &str = "POST /api/sandbox";
@@ -18,18 +18,10 @@ async fn fake() -> Option<FakeDaytona> {
     Some(FakeDaytona::start().await)
 }
 
-fn provider(fake: &FakeDaytona) -> DaytonaProvider {
+pub(crate) fn provider(fake: &FakeDaytona) -> DaytonaProvider {
     DaytonaProvider::new(fake.api_url(), fake.api_key())
         .expect("provider")
         .with_retry(RetryPolicy { attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2), ..RetryPolicy::default() })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daytona_provider_conforms() {
-    let Some(fake) = fake().await else { return };
-    let p = provider(&fake);
-    conformance::run_all(&p, &sbx_tests::static_runtime(), &SandboxSpec::default()).await;
-    assert!(fake.sandbox_ids().is_empty(), "the suite left sandboxes behind: {:?}", fake.sandbox_ids());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -410,7 +410,8 @@ async fn a_container_stopped_behind_our_back_resumes_and_its_runtime_restarts() 
         endpoint: p.endpoint(&sandbox.id, layout.port).await.expect("endpoint"),
         token: handle.token.clone(),
     };
-    let client = sbx_providers::bootstrap::ensure_running(&p, &sandbox.id, &handle, &layout).await.expect("restart");
+    let lc = sbx_providers::lifecycle::Lifecycle::new(std::sync::Arc::new(p.clone()));
+    let client = lc.reconnect(&sandbox.id, &handle, &layout).await.expect("restart").client;
     client.health().await.expect("health after restart");
     p.destroy(&sandbox.id).await.expect("destroy");
 }

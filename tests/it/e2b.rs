@@ -1,11 +1,11 @@
 //! The E2B provider against the fake E2B (`sbx_tests::fakes::e2b`, one Docker container per sandbox):
-//! the conformance suite, the CLI end to end, and the faults it must survive.
+//! the CLI end to end and the faults it must survive (the shared suite runs in `conformance.rs`).
 
 use std::time::Duration;
 
 use sbx_providers::bootstrap::{bootstrap, wait_healthy};
 use sbx_providers::e2b::{E2bProvider, RetryPolicy, CREATE_KEY};
-use sbx_providers::{conformance, Error, ExecSpec, Labels, Provider, SandboxSpec, SandboxState};
+use sbx_providers::{Error, ExecSpec, Labels, Provider, SandboxSpec, SandboxState};
 use sbx_tests::fakes::e2b::{FakeE2b, Route};
 
 async fn fake() -> Option<FakeE2b> {
@@ -16,7 +16,7 @@ async fn fake() -> Option<FakeE2b> {
     Some(FakeE2b::start().await)
 }
 
-fn provider(fake: &FakeE2b) -> E2bProvider {
+pub(crate) fn provider(fake: &FakeE2b) -> E2bProvider {
     E2bProvider::new(fake.api_key())
         .expect("provider")
         .with_api_url(fake.url())
@@ -37,15 +37,6 @@ async fn containers(fake: &FakeE2b) -> Vec<String> {
         .expect("docker ps");
     let prefix = fake.container_prefix();
     String::from_utf8_lossy(&out.stdout).lines().filter(|n| n.starts_with(&prefix)).map(str::to_owned).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2b_provider_conforms() {
-    let Some(fake) = fake().await else { return };
-    let p = provider(&fake);
-    conformance::run_all(&p, &sbx_tests::static_runtime(), &SandboxSpec::default()).await;
-    assert!(fake.sandbox_ids().is_empty(), "the suite left sandboxes behind: {:?}", fake.sandbox_ids());
-    assert!(containers(&fake).await.is_empty(), "the suite left containers behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ mod e2b;
 mod exit_codes;
 mod fake_llm;
 mod fs;
+mod lifecycle;
 mod llm_endpoint;
 mod output_bytes;
 mod processes;

@@ -451,7 +451,7 @@ fn check_stopped(res: &Path, status: &str) {
     let task: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("task.json")).unwrap()).unwrap();
     assert_eq!(task["status"], status, "{task}");
     let phases: Vec<(String, String)> = task["phases"].as_array().unwrap().iter().map(|p| (p["name"].as_str().unwrap().to_owned(), p["outcome"].as_str().unwrap().to_owned())).collect();
-    let want: Vec<(String, String)> = [("up", "ok"), ("workspace", "ok"), ("setup", "ok"), ("agent_install", "ok"), ("agent", "interrupted"), ("diff", "ok"), ("down", "ok")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let want: Vec<(String, String)> = [("create", "ok"), ("runtime_upload", "ok"), ("start", "ok"), ("healthy", "ok"), ("workspace", "ok"), ("setup", "ok"), ("agent_install", "ok"), ("agent", "interrupted"), ("diff", "ok"), ("down", "ok")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(phases, want, "{task}");
     let diff = std::fs::read_to_string(dir.join("diff.patch")).unwrap();
     assert!(diff.contains("+++ b/partial.txt") && !diff.contains("after.txt"), "{diff}");

@@ -275,16 +275,17 @@ async fn gc_finds_vercel_orphans_with_no_state_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runtime_runs_as_a_detached_command_and_a_restart_replaces_it() {
     let Some(fake) = fake().await else { return };
-    let p = provider(&fake);
+    let p = std::sync::Arc::new(provider(&fake));
     let sandbox = p.create(&SandboxSpec::named("restart")).await.expect("create");
     let id = sandbox.id.as_str();
     let layout = p.runtime_layout(id).await.expect("layout");
-    let handle = sbx_providers::bootstrap::bootstrap(&p, id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
+    let handle = sbx_providers::bootstrap::bootstrap(p.as_ref(), id, &sbx_tests::static_runtime(), &layout).await.expect("bootstrap");
     const CMD: &str = "POST /api/v2/sandboxes/sessions/{sid}/cmd";
     let starts = fake.hits(CMD);
     // A restart while the old runtime still runs (as when it stops answering): the old one is killed
     // through the API, so exactly one runtime serves the port, with the old token.
-    let client = sbx_providers::bootstrap::restart(&p, id, &handle, &layout).await.expect("restart");
+    let lc = sbx_providers::lifecycle::Lifecycle::new(p.clone());
+    let client = lc.recover(id, &handle, &layout).await.expect("restart").client;
     assert_eq!(client.health().await.expect("health").version, sbx_agent::VERSION);
     assert_eq!(fake.hits(CMD), starts + 1, "one detached start");
     assert_eq!(fake.hits("POST /api/v2/sandboxes/sessions/{sid}/cmd/{cid}/kill"), 1, "the old runtime was killed");

@@ -54,7 +54,7 @@ fn reason(records: &[SandboxRecord], s: &Sandbox, this_host: &str, state_id: &st
 
 /// Runs `sbx gc`.
 pub async fn run(ctx: &Ctx, a: GcArgs) -> Result<Exit> {
-    let this_host = super::up::hostname();
+    let this_host = crate::provision::hostname();
     let state_id = ctx.state.instance_id()?;
     let listings = super::ls::provider_listings(ctx, None).await;
     let records = ctx.state.list()?;

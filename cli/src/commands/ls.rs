@@ -43,13 +43,15 @@ pub struct Row {
 /// Lists the providers' sbx sandboxes, skipping providers that are not reachable (with a note).
 pub async fn provider_listings(ctx: &Ctx, only: Option<&str>) -> BTreeMap<String, Vec<Sandbox>> {
     let mut names: Vec<String> = ctx.state.list().unwrap_or_default().into_iter().map(|r| r.provider).collect();
-    names.extend(["local".to_owned(), "docker".to_owned()]);
-    // Cloud providers whose credentials are at hand are listed too, so `sbx gc` finds their orphans
-    // even when this host has no state row for them.
-    for cloud in ["daytona", "e2b", "vercel"] {
-        let auth = crate::auth::provider_auth(cloud).ok();
-        if auth.and_then(|a| crate::auth::resolve(a, None).ok().flatten()).is_some() {
-            names.push(cloud.to_owned());
+    // Every registered provider that needs no key, and those whose key is at hand, are listed too, so
+    // `sbx gc` finds their orphans even when this host has no state row for them.
+    for p in sbx_providers::registry::all() {
+        let usable = p.auth.is_empty() || {
+            let auth = crate::auth::provider_auth(p.name).ok();
+            auth.and_then(|a| crate::auth::resolve(a, None).ok().flatten()).is_some()
+        };
+        if usable {
+            names.push(p.name.to_owned());
         }
     }
     names.sort();

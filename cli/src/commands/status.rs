@@ -27,7 +27,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> Result<Exit> {
         ctx.out.json_value(&serde_json::json!({
             "name": rec.name, "provider": rec.provider, "id": rec.id, "state": state,
             "endpoint": rec.endpoint, "labels": rec.labels, "createdAt": rec.created_at,
-            "expiresAt": rec.expires_at, "runtime": health,
+            "expiresAt": rec.expires_at, "runtime": health, "phases": rec.phases,
         }));
     } else {
         ctx.out.line(format!("name:      {}", rec.name));
@@ -38,6 +38,10 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> Result<Exit> {
         match &health {
             Some(h) => ctx.out.line(format!("runtime:   healthy (sbx-agent {}, up {} s)", h.version, h.uptime_ms / 1000)),
             None => ctx.out.line("runtime:   not answering"),
+        }
+        if !rec.phases.0.is_empty() {
+            let each: Vec<String> = rec.phases.0.iter().map(|p| format!("{} {} ms", p.name, p.duration_ms)).collect();
+            ctx.out.line(format!("made in:   {:.1} s ({})", rec.phases.total().as_secs_f64(), each.join(", ")));
         }
     }
     // A sandbox that is gone, or whose runtime does not answer, is what exit 5 means (docs/cli.md).

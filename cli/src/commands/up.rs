@@ -1,28 +1,25 @@
-//! `sbx up`: create a sandbox, put the runtime in it, start it, wait until it answers.
+//! `sbx up`: parse the flags into a [`Plan`], make it ready with [`provision::up`], render. The
+//! lifecycle itself (create, bootstrap, cleanup, timings) is `sbx_providers::lifecycle`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
-use sbx_providers::bootstrap;
-use sbx_providers::{labels, Labels, Network, Provider, SandboxSpec};
+use sbx_providers::{bootstrap, Labels, Network};
 
-use crate::context::{provider_with_pull_bars, Ctx};
+use crate::context::Ctx;
 use crate::output::{usage, Exit, Interrupted};
-use crate::state::now_secs;
-
-/// Test hook: milliseconds `sbx up` waits between creating the sandbox and uploading the runtime, so
-/// tests can interrupt or kill it at that exact point (a local `up` is otherwise over in ~50 ms).
-pub const ENV_TEST_PAUSE_AFTER_CREATE: &str = "SBX_TEST_PAUSE_AFTER_CREATE_MS";
+use crate::provision::{self, Plan, Progress, UpOptions};
 
 /// `sbx up` flags.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  sbx up --provider local --name dev\n  sbx up --provider docker --name box --cpus 2 --memory 2g --env FOO=bar\n  sbx up --provider docker --network none      # no network; the runtime is reached over a Unix socket\n  sbx up --provider docker --ttl 2h            # `sbx gc` removes it after two hours\n  sbx up --provider docker --credentials claude,codex   # agent sessions get this machine's keys")]
 pub struct UpArgs {
     /// Where to create it.
-    #[arg(short, long, default_value = "local", env = "SBX_PROVIDER")]
+    #[arg(short, long, default_value = "local", env = "SBX_PROVIDER", value_name = "PROVIDER", help = provider_help())]
     pub provider: String,
     /// Its name (letters, digits, `-`, `_`; default: generated).
     #[arg(short, long)]
@@ -54,6 +51,10 @@ pub struct UpArgs {
     /// How long it may live (e.g. 30m, 2h, 1d); `sbx gc` removes it afterwards.
     #[arg(long)]
     pub ttl: Option<String>,
+    /// Keep the sandbox when making it fails half-way or is interrupted (for debugging; `sbx down`
+    /// removes it). `SBX_KEEP=1` does the same.
+    #[arg(long)]
+    pub keep: bool,
     /// Pass this machine's LLM credentials for these agents to the sandbox's agent sessions
     /// (claude, codex, opencode, amp; comma-separated). Nothing crosses in unless named here.
     #[arg(long, value_delimiter = ',', value_name = "AGENTS")]
@@ -79,19 +80,8 @@ pub struct UpArgs {
     pub llm_base_url: Vec<String>,
 }
 
-/// Checks a sandbox name.
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(usage(format!(
-            "bad sandbox name `{name}`: use 1-63 letters, digits, `-` or `_`, starting with a letter or digit"
-        )))
-    }
+fn provider_help() -> String {
+    format!("Where to create it: {}.", sbx_providers::registry::names().join(", "))
 }
 
 fn parse_kv(s: &str, what: &str) -> Result<(String, String)> {
@@ -145,298 +135,78 @@ fn read_env_file(path: &PathBuf, env: &mut BTreeMap<String, String>) -> Result<(
     Ok(())
 }
 
-/// The spec `sbx up` asks the provider for, from the flags.
-fn build_spec(a: &UpArgs, name: &str, run_id: &str, state_id: &str) -> Result<(SandboxSpec, Option<u64>)> {
-    let mut env = BTreeMap::new();
+/// The plan `sbx up` makes ready, from the flags.
+fn plan(a: &UpArgs, name: String) -> Result<Plan> {
+    let mut plan = Plan::new(&a.provider, name)?;
+    let s = &mut plan.sandbox;
     for f in &a.env_file {
-        read_env_file(f, &mut env)?;
+        read_env_file(f, &mut s.env)?;
     }
     for e in &a.env {
         let (k, v) = parse_kv(e, "--env")?;
-        env.insert(k, v);
+        s.env.insert(k, v);
     }
-    env.extend(crate::agents_setup::sandbox_env(&a.llm_base_url).map_err(usage)?);
+    s.env.extend(crate::agents_setup::sandbox_env(&a.llm_base_url).map_err(usage)?);
     let mut user_labels = Labels::new();
     for l in &a.labels {
         let (k, v) = parse_kv(l, "--label")?;
-        if k.starts_with("dev.sbx.") {
-            return Err(usage(format!("label `{k}` is reserved for sbx")));
-        }
         user_labels.insert(k, v);
     }
-    let ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
-    let expires_at = ttl.map(|t| now_secs() + t.as_secs());
-    let mut lbl = user_labels;
-    lbl.insert(labels::MANAGED.into(), "true".into());
-    lbl.insert(labels::NAME.into(), name.into());
-    lbl.insert(labels::RUN_ID.into(), run_id.into());
-    lbl.insert(labels::CREATOR_PID.into(), std::process::id().to_string());
-    lbl.insert(labels::CREATOR_HOST.into(), hostname());
-    lbl.insert(labels::STATE_ID.into(), state_id.into());
-    if !a.credentials.is_empty() {
-        lbl.insert(labels::CREDENTIALS.into(), a.credentials.join(","));
-    }
-    if let Some(e) = expires_at {
-        lbl.insert(labels::EXPIRES_AT.into(), e.to_string());
-    }
-    if a.cpus.is_some_and(|c| c <= 0.0) {
-        return Err(usage("--cpus must be positive"));
-    }
-    let spec = SandboxSpec {
-        name: name.into(),
-        image: a.image.clone(),
-        env,
-        labels: lbl,
-        cpus: a.cpus,
-        memory_mb: a.memory.as_deref().map(parse_memory_mb).transpose()?,
-        network: if a.network == "none" { Network::None } else { Network::Bridge },
-        ports: a.ports.clone(),
-        ttl,
-    };
-    Ok((spec, expires_at))
-}
-
-/// This machine's host name (for labels).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    s.labels = user_labels;
+    s.image = a.image.clone();
+    s.cpus = a.cpus;
+    s.memory_mb = a.memory.as_deref().map(parse_memory_mb).transpose()?;
+    s.network = if a.network == "none" { Network::None } else { Network::Bridge };
+    s.ports = a.ports.clone();
+    s.ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
+    plan.credentials = a.credentials.clone();
+    plan.keep = a.keep;
+    plan.validate()?;
+    Ok(plan)
 }
 
 /// Runs `sbx up`.
 pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
     if let Some(id) = a.resume.clone() {
-        return adopt(ctx, &a, &id).await;
+        let info = provision::info(&a.provider)?;
+        let progress = Arc::new(Progress::new(&ctx.out, info.name));
+        let up = provision::adopt(ctx, info.name, &id, a.name.clone(), &a.credentials, progress).await?;
+        crate::agents_setup::after_up(ctx, &up.name, &a).await?;
+        render(ctx, &up, Some(&id));
+        return Ok(Exit::Success);
     }
     let name = a.name.clone().unwrap_or_else(|| format!("sbx-{}", &bootstrap::fresh_token()[..6]));
-    validate_name(&name)?;
-    if a.provider == "local" && a.network == "none" {
-        return Err(usage("--network none needs an isolating provider (e.g. --provider docker): local processes run on the host"));
-    }
-    // Read the credentials first: a missing one fails before anything is created.
-    let session_env = credential_env(&a.credentials)?;
-    let run_id = bootstrap::fresh_token()[..12].to_owned();
-    let (spec, expires_at) = build_spec(&a, &name, &run_id, &ctx.state.instance_id()?)?;
-    let bars = std::sync::Arc::new(crate::output::LayerBars::new(&ctx.out));
-    let provider = provider_with_pull_bars(&a.provider, Some(bars)).await?;
-    let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
-    if !ctx.state.reserve(&name, provider.name(), &run_id, &spec.labels, expires_at)? {
-        return Err(usage(format!("a sandbox named `{name}` already exists; pick another --name or `sbx down {name}`")));
-    }
-    if !provider.capabilities().isolated {
-        ctx.out.note("note: the local provider confines the file API to the sandbox directory, but commands run on this host as you (no isolation)");
-    }
-    let work = create_and_boot(ctx, &ctx.out, provider.as_ref(), &spec, &runtime, &session_env);
-    let outcome = tokio::select! {
-        r = work => r.map_err(Some),
-        _ = tokio::signal::ctrl_c() => Err(None),
+    let plan = plan(&a, name)?;
+    let opts = UpOptions {
+        observer: Arc::new(Progress::new(&ctx.out, plan.provider.name)),
+        pull_bars: Some(Arc::new(crate::output::LayerBars::new(&ctx.out))),
+        ..UpOptions::default()
     };
-    match outcome {
-        Ok(id) => {
-            crate::agents_setup::after_up(ctx, &name, &a).await?;
-            let rec = ctx.state.get(&name)?.context("state lost the sandbox")?;
-            if ctx.out.json {
-                ctx.out.json_value(&serde_json::json!({
-                    "name": name, "provider": provider.name(), "id": id, "endpoint": rec.endpoint, "expiresAt": expires_at,
-                }));
-            } else {
-                ctx.out.line(&name);
-                ctx.out.note(format!(
-                    "sandbox `{name}` is up on {}. Next:\n  sbx exec {name} -- <command>\n  sbx shell {name}\n  sbx down {name}",
-                    provider.name()
-                ));
-            }
-            Ok(Exit::Success)
-        }
-        Err(err) => {
-            // Interrupted or failed half-way: destroy whatever this run created, found by its label.
-            let cleanup = ctx.out.step("cleaning up the half-made sandbox");
-            let by_run = Labels::from([(labels::RUN_ID.to_owned(), run_id.clone())]);
-            if let Ok(found) = provider.list(&by_run).await {
-                for s in found {
-                    let _ = provider.destroy(&s.id).await;
-                }
-            }
-            if let Ok(Some(rec)) = ctx.state.get(&name) {
-                if !rec.id.is_empty() {
-                    let _ = provider.destroy(&rec.id).await;
-                }
-            }
-            ctx.state.remove(&name)?;
-            cleanup.done();
-            match err {
-                Some(e) => Err(e),
-                None => Err(Interrupted.into()),
-            }
-        }
-    }
-}
-
-/// Creates sandbox `name` for `sbx run` (run id `run_id`, so `sbx gc` and Ctrl-C find it), quietly.
-/// On failure nothing of it is left behind (found by its name label, not the run's, which other
-/// sandboxes of the run share).
-pub async fn create_named(ctx: &Ctx, provider_name: &str, name: &str, run_id: &str, a: &UpArgs) -> Result<()> {
-    validate_name(name)?;
-    let session_env = credential_env(&a.credentials)?;
-    let (spec, expires_at) = build_spec(a, name, run_id, &ctx.state.instance_id()?)?;
-    let provider = crate::context::provider(provider_name).await?;
-    let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
-    if !ctx.state.reserve(name, provider.name(), run_id, &spec.labels, expires_at)? {
-        return Err(usage(format!("a sandbox named `{name}` already exists")));
-    }
-    let quiet = crate::output::Output { json: false, quiet: 2, fancy: false };
-    if let Err(e) = create_and_boot(ctx, &quiet, provider.as_ref(), &spec, &runtime, &session_env).await {
-        let by_name = Labels::from([(labels::NAME.to_owned(), name.to_owned())]);
-        if let Ok(found) = provider.list(&by_name).await {
-            for s in found.into_iter().filter(|s| s.labels.get(labels::RUN_ID).map(String::as_str) == Some(run_id)) {
-                let _ = provider.destroy(&s.id).await;
-            }
-        }
-        if let Ok(Some(rec)) = ctx.state.get(name) {
-            if !rec.id.is_empty() {
-                let _ = provider.destroy(&rec.id).await;
-            }
-        }
-        ctx.state.remove(name)?;
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// The variables that hand `agents`' credentials to agent sessions (`ANTHROPIC_API_KEY`, …), pushed to
-/// the runtime with [`bootstrap::push_session_env`]; an error names an agent with none.
-pub fn credential_env(agents: &[String]) -> Result<Vec<(String, String)>> {
-    if agents.is_empty() {
-        return Ok(Vec::new());
-    }
-    let found = sbx_agent::credentials::for_agents(&sbx_agent::credentials::ExtractOptions::from_process(), agents).map_err(usage)?;
-    Ok(found
-        .into_iter()
-        .map(|(var, value)| {
-            crate::redact::register(value.expose());
-            (var.to_string(), value.expose().to_owned())
-        })
-        .collect())
-}
-
-async fn create_and_boot(
-    ctx: &Ctx,
-    out: &crate::output::Output,
-    provider: &dyn Provider,
-    spec: &SandboxSpec,
-    runtime: &std::path::Path,
-    session_env: &[(String, String)],
-) -> Result<String> {
-    let step = out.step(&format!("creating sandbox on {}", provider.name()));
-    let sandbox = match provider.create(spec).await {
-        Ok(s) => s,
-        Err(e) => {
-            step.fail();
-            return Err(e.into());
+    // Ctrl-C drops the future: its guard destroys the half-made sandbox (unless --keep) and its
+    // reservation forgets the name before this returns.
+    let up = tokio::select! {
+        r = provision::up(ctx, &plan, opts) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            ctx.out.note("interrupted: the half-made sandbox is cleaned up");
+            return Err(Interrupted.into());
         }
     };
-    ctx.state.set_id(&spec.name, &sandbox.id)?;
-    step.done();
-    if let Some(ms) = std::env::var(ENV_TEST_PAUSE_AFTER_CREATE).ok().and_then(|v| v.parse::<u64>().ok()) {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    boot(ctx, out, provider, &spec.name, &sandbox.id, runtime, session_env, false).await?;
-    Ok(sandbox.id)
-}
-
-/// `sbx up --resume ID`: records an existing sandbox under a name, resumes it if paused, and starts the
-/// runtime in it with a fresh token (stopping a runtime left running with a token nobody has).
-async fn adopt(ctx: &Ctx, a: &UpArgs, id: &str) -> Result<Exit> {
-    let session_env = credential_env(&a.credentials)?;
-    let provider = provider_with_pull_bars(&a.provider, None).await?;
-    let Some(sandbox) = provider.get(id).await? else {
-        return Err(usage(format!("no {} sandbox `{id}` (`sbx ls --json` lists the ones sbx knows)", a.provider)));
-    };
-    if let Some(rec) = ctx.state.list()?.into_iter().find(|r| r.id == sandbox.id && r.provider == provider.name()) {
-        return Err(usage(format!("sandbox `{id}` is already recorded as `{}`", rec.name)));
-    }
-    let name = a.name.clone().or_else(|| sandbox.sbx_name().map(str::to_owned)).unwrap_or_else(|| format!("sbx-{}", &bootstrap::fresh_token()[..6]));
-    validate_name(&name)?;
-    let runtime = bootstrap::locate_runtime(provider.capabilities().isolated)?;
-    let run_id = sandbox.labels.get(labels::RUN_ID).cloned().unwrap_or_else(|| bootstrap::fresh_token()[..12].to_owned());
-    let expires_at = sandbox.labels.get(labels::EXPIRES_AT).and_then(|e| e.parse().ok());
-    if !ctx.state.reserve(&name, provider.name(), &run_id, &sandbox.labels, expires_at)? {
-        return Err(usage(format!("a sandbox named `{name}` already exists; pick another --name")));
-    }
-    ctx.state.set_id(&name, &sandbox.id)?;
-    let result = async {
-        if sandbox.state == sbx_providers::SandboxState::Paused {
-            let step = ctx.out.step(&format!("resuming sandbox {id} on {}", provider.name()));
-            match provider.resume(id).await {
-                Ok(()) => step.done(),
-                Err(e) => {
-                    step.fail();
-                    return Err(e.into());
-                }
-            }
-        }
-        boot(ctx, &ctx.out, provider.as_ref(), &name, id, &runtime, &session_env, true).await
-    }
-    .await;
-    if let Err(e) = result {
-        // The sandbox is not ours to destroy: only forget it.
-        ctx.state.remove(&name)?;
-        return Err(e);
-    }
-    if ctx.out.json {
-        let rec = ctx.state.get(&name)?.context("state lost the sandbox")?;
-        ctx.out.json_value(&serde_json::json!({ "name": name, "provider": provider.name(), "id": id, "endpoint": rec.endpoint, "expiresAt": expires_at }));
-    } else {
-        ctx.out.line(&name);
-        ctx.out.note(format!("sandbox `{name}` ({id}) is up on {}. Next:\n  sbx exec {name} -- <command>\n  sbx down {name}", provider.name()));
-    }
+    crate::agents_setup::after_up(ctx, &up.name, &a).await?;
+    render(ctx, &up, None);
     Ok(Exit::Success)
 }
 
-/// Installs (unless present), starts and waits for the runtime in sandbox `id`, then records it as ready.
-#[allow(clippy::too_many_arguments)]
-async fn boot(
-    ctx: &Ctx,
-    out: &crate::output::Output,
-    provider: &dyn Provider,
-    name: &str,
-    id: &str,
-    runtime: &std::path::Path,
-    session_env: &[(String, String)],
-    stop_old: bool,
-) -> Result<()> {
-    let layout = provider.runtime_layout(id).await?;
-    let step = out.step("uploading the runtime");
-    if let Err(e) = bootstrap::install(provider, id, runtime, &layout).await {
-        step.fail();
-        return Err(e.into());
+fn render(ctx: &Ctx, up: &provision::Provisioned, adopted: Option<&str>) {
+    if ctx.out.json {
+        ctx.out.json_value(&up.json());
+        return;
     }
-    step.done();
-
-    let token = bootstrap::fresh_token();
-    crate::redact::register(&token);
-    if stop_old {
-        // A runtime may still run from before, with a token this host does not have.
-        let stop = [layout.binary_path.as_str(), "daemon", "stop", "--host", layout.listen_host.as_str(), "--port"];
-        let mut argv: Vec<String> = stop.iter().map(|s| (*s).to_owned()).collect();
-        argv.push(layout.port.to_string());
-        let _ = provider.exec(id, &sbx_providers::ExecSpec::new(argv)).await;
-    }
-    let step = out.step("starting the runtime");
-    if let Err(e) = bootstrap::start(provider, id, &layout, &token).await {
-        step.fail();
-        return Err(e.into());
-    }
-    step.done();
-
-    let step = out.step("waiting until it is healthy");
-    let endpoint = provider.endpoint(id, layout.port).await?;
-    let handle = bootstrap::RuntimeHandle { endpoint, token };
-    if let Err(e) = bootstrap::wait_healthy(&handle.client()?, Duration::from_secs(60)).await {
-        step.fail();
-        return Err(e.into());
-    }
-    // Credentials go over the authenticated API only, never into the runtime's start.
-    bootstrap::push_session_env(&handle.client()?, session_env).await?;
-    step.done();
-    ctx.state.set_ready(name, &handle.endpoint, &handle.token, &layout)?;
-    Ok(())
+    let name = &up.name;
+    ctx.out.line(name);
+    let which = adopted.map(|id| format!(" ({id})")).unwrap_or_default();
+    ctx.out.note(format!(
+        "sandbox `{name}`{which} is up on {} in {:.1} s. Next:\n  sbx exec {name} -- <command>\n  sbx shell {name}\n  sbx down {name}",
+        up.provider,
+        up.phases.total().as_secs_f64()
+    ));
 }

@@ -63,25 +63,13 @@ pub struct TaskResult {
     pub agent_install: Option<crate::agents_setup::InstallReport>,
 }
 
-/// One phase of a task.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Phase {
-    /// `up`, `workspace`, `setup`, `agent`, `diff`, `check`, `collect`, `down`.
-    pub name: String,
-    pub duration_ms: u64,
-    pub outcome: PhaseOutcome,
-}
+/// One phase of a task: `create`, `runtime_upload`, `start`, `healthy` (from the lifecycle, as
+/// `sbx up --json` shows them), then `workspace`, `setup`, `agent_install`, `agent`, `diff`, `check`,
+/// `collect`, `down`.
+pub use sbx_providers::lifecycle::PhaseRecord as Phase;
 
 /// How a phase ended.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum PhaseOutcome {
-    Ok,
-    Failed,
-    /// Stopped by Ctrl-C or the task's timeout while it ran.
-    Interrupted,
-}
+pub use sbx_providers::lifecycle::Outcome as PhaseOutcome;
 
 /// The error of a phase cut short by Ctrl-C or the timeout (the task's status says which).
 #[derive(Debug)]
@@ -247,9 +235,14 @@ fn push(r: &mut TaskResult, name: &str, t: Instant, outcome: PhaseOutcome) {
 /// Runs one phase, recording it; `stop` cuts it short with [`Stopped`].
 async fn phase<T>(r: &mut TaskResult, name: &str, stop: &CancellationToken, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let t = Instant::now();
-    let out = tokio::select! {
-        o = f => o,
-        _ = stop.cancelled() => Err(Stopped.into()),
+    // `SBX_TEST_FAIL_PHASE` reaches the task's own phases too (tests only).
+    let fault = name.parse::<sbx_providers::lifecycle::Phase>().ok().and_then(sbx_providers::lifecycle::phases::injected_fault);
+    let out = match fault {
+        Some(e) => Err(e.into()),
+        None => tokio::select! {
+            o = f => o,
+            _ = stop.cancelled() => Err(Stopped.into()),
+        },
     };
     let outcome = match &out {
         Ok(_) => PhaseOutcome::Ok,
@@ -280,7 +273,17 @@ async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r:
     let quiet = Output { json: false, quiet: 2, fancy: false };
 
     (env.progress)(&task.name, "up");
-    phase(r, "up", stop, crate::commands::up::create_named(env.ctx, &task.provider, name, env.run_id, &up_args(task, name))).await?;
+    // The lifecycle's phases (create, runtime_upload, start, healthy) become the task's first ones,
+    // also when Ctrl-C or the timeout cuts them short (the one running then is `interrupted`).
+    let plan = up_plan(task, name, env)?;
+    let recorder = sbx_providers::lifecycle::PhaseRecorder::default();
+    let opts = crate::provision::UpOptions { phases: recorder.clone(), ..Default::default() };
+    let up = tokio::select! {
+        o = crate::provision::up(env.ctx, &plan, opts) => o.map(drop),
+        _ = stop.cancelled() => Err(Stopped.into()),
+    };
+    r.phases.extend(recorder.take().0);
+    up?;
     let rec = env.ctx.record(name)?;
     let client = env.ctx.client(&rec).await?;
 
@@ -370,26 +373,32 @@ async fn setup_and_agent(env: &TaskEnv<'_>, client: &Client, task: &PlannedTask,
     out
 }
 
-fn up_args(task: &PlannedTask, name: &str) -> crate::commands::up::UpArgs {
-    crate::commands::up::UpArgs {
-        provider: task.provider.clone(),
-        name: Some(name.to_owned()),
-        image: task.image.clone(),
-        env: Vec::new(),
-        env_file: Vec::new(),
-        cpus: task.cpus,
-        memory: task.memory.map(|m| format!("{}m", m.bytes().div_ceil(1 << 20))),
-        network: task.network.to_string(),
-        ports: Vec::new(),
-        labels: vec![format!("sbx-task={}", task.name)],
-        ttl: task.ttl.map(|t| format!("{}s", t.0.as_secs())),
-        credentials: task.credentials.clone(),
-        resume: None,
-        agents: Vec::new(),
-        agents_from: None,
-        agent_version: None,
-        llm_base_url: Vec::new(),
-    }
+/// The sandbox plan of a task: its image, limits, network and ttl, a `sbx-task` label, its agent's
+/// LLM endpoint as sandbox env, and the credentials it names. It belongs to the run (its run id), so
+/// `sbx gc` and Ctrl-C find it.
+fn up_plan(task: &PlannedTask, name: &str, env: &TaskEnv<'_>) -> Result<crate::provision::Plan> {
+    let mut plan = crate::provision::Plan::new(&task.provider, name)?;
+    plan.run_id = env.run_id.to_owned();
+    let s = &mut plan.sandbox;
+    s.image = task.image.clone();
+    s.cpus = task.cpus;
+    s.memory_mb = task.memory.map(|m| m.bytes().div_ceil(1 << 20));
+    s.network = match task.network {
+        super::values::NetworkMode::None => sbx_providers::Network::None,
+        super::values::NetworkMode::Bridge => sbx_providers::Network::Bridge,
+    };
+    s.ttl = task.ttl.map(|t| t.0);
+    s.labels.insert("sbx-task".into(), task.name.clone());
+    let llm = &task.llm;
+    let urls: Vec<String> = [(None, &llm.base_url), (Some("claude"), &llm.claude), (Some("codex"), &llm.codex)]
+        .into_iter()
+        .filter_map(|(agent, url)| url.as_ref().filter(|u| !u.trim().is_empty()).map(|u| agent.map(|a| format!("{a}={u}")).unwrap_or_else(|| u.clone())))
+        .collect();
+    s.env.extend(crate::agents_setup::sandbox_env(&urls).map_err(crate::output::usage)?);
+    plan.credentials = task.credentials.clone();
+    // A task whose sandbox would be kept on failure keeps a half-made one too.
+    plan.keep = env.keep || env.keep_failed;
+    Ok(plan)
 }
 
 /// Puts the workspace in place and commits it as the baseline the diff is taken against; returns

@@ -233,21 +233,55 @@ impl Choice for NetworkMode {
 }
 choice!(NetworkMode, "network mode", "`bridge` (the provider's usual network) or `none`.");
 
-/// A provider `sbx run` can use. (When the provider registry lands in sbx-providers, this list
-/// comes from it.)
+/// A provider `sbx run` can use: a name in the provider registry (`sbx providers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderName {
-    Local,
-    Docker,
-    E2b,
-    Daytona,
-    Vercel,
+pub struct ProviderName(&'static sbx_providers::registry::ProviderInfo);
+
+impl ProviderName {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        self.0.name
+    }
+
+    /// Parses a registered name; the error names the valid ones and the closest.
+    pub fn parse(what: &str, s: &str) -> Result<Self, String> {
+        sbx_providers::registry::get(s).map(Self).map_err(|_| unknown(what, s, &sbx_providers::registry::names()))
+    }
 }
 
-impl Choice for ProviderName {
-    const ALL: &'static [(&'static str, Self)] = &[("local", Self::Local), ("docker", Self::Docker), ("e2b", Self::E2b), ("daytona", Self::Daytona), ("vercel", Self::Vercel)];
+impl<'de> Deserialize<'de> for ProviderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse("provider", &s).map_err(serde::de::Error::custom)
+    }
 }
-choice!(ProviderName, "provider", "Where sandboxes are made: `local`, `docker`, `e2b`, `daytona` or `vercel`.");
+impl Serialize for ProviderName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl JsonSchema for ProviderName {
+    fn schema_name() -> Cow<'static, str> {
+        "ProviderName".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names = sbx_providers::registry::names();
+        let doc = format!(
+            "Where sandboxes are made: {}.",
+            match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() =>
+                    format!("{} or `{last}`", rest.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+                _ => names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            }
+        );
+        json_schema!({"description": doc, "type": "string", "enum": names})
+    }
+}
+impl fmt::Display for ProviderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// An agent the runtime runs sessions of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +320,7 @@ mod tests {
         assert_eq!(<NetworkMode as Choice>::parse("network mode", "none"), Ok(NetworkMode::None));
         let e = <NetworkMode as Choice>::parse("network mode", "nnone").unwrap_err();
         assert_eq!(e, "unknown network mode `nnone`; did you mean `none`? (valid: bridge, none)");
-        assert_eq!(ProviderName::Docker.as_str(), "docker");
+        assert_eq!(ProviderName::parse("provider", "docker").unwrap().as_str(), "docker");
+        assert_eq!(ProviderName::parse("provider", "dokcer").unwrap_err(), "unknown provider `dokcer`; did you mean `docker`? (valid: local, docker, e2b, daytona, vercel)");
     }
 }

@@ -524,14 +524,7 @@ impl Provider for DaytonaProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            pause: true,
-            network_none: false,
-            public_ports: true,
-            resource_limits: true,
-            isolated: true,
-            max_lifetime: None,
-        }
+        crate::registry::DAYTONA.capabilities
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {

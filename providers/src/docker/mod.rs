@@ -61,7 +61,7 @@
 //!   parent directories of `dest` are made first with a small tar of directory entries, so no shell
 //!   is needed in the image.
 //! - `pause`/`resume` freeze and thaw the container's cgroup; `resume` also starts a container that was
-//!   stopped behind sbx's back (then `bootstrap::ensure_running` starts the runtime again). `destroy`
+//!   stopped behind sbx's back (then `lifecycle::Lifecycle::reconnect` starts the runtime again). `destroy`
 //!   force-removes the container with its anonymous volumes and its socket directory.
 //!
 //! # Images
@@ -258,14 +258,7 @@ impl Provider for DockerProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            pause: true,
-            network_none: true,
-            public_ports: true,
-            resource_limits: true,
-            isolated: true,
-            max_lifetime: None,
-        }
+        crate::registry::DOCKER.capabilities
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {
@@ -350,7 +343,7 @@ impl Provider for DockerProvider {
     }
 
     /// Unpauses a paused container; also starts one that was stopped behind sbx's back (`docker stop`,
-    /// a host reboot), after which `bootstrap::ensure_running` starts the runtime again.
+    /// a host reboot), after which `lifecycle::Lifecycle::reconnect` starts the runtime again.
     async fn resume(&self, id: &str) -> Result<()> {
         let c = self.require(id).await?;
         let name = container_name(&c, id);

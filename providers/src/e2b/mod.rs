@@ -294,14 +294,7 @@ impl Provider for E2bProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            pause: true,
-            network_none: false,
-            public_ports: true,
-            resource_limits: false,
-            isolated: true,
-            max_lifetime: Some(MAX_TIMEOUT),
-        }
+        crate::registry::E2B.capabilities
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {

@@ -408,14 +408,7 @@ impl Provider for VercelProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            pause: false,
-            network_none: false,
-            public_ports: true,
-            resource_limits: true,
-            isolated: true,
-            max_lifetime: Some(Duration::from_secs(5 * 3600)),
-        }
+        crate::registry::VERCEL.capabilities
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {

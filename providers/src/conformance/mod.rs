@@ -1,14 +1,18 @@
 //! The conformance suite every provider must pass (feature `conformance`).
 //!
-//! Plain async functions taking `&dyn Provider`; each checks the sentences of the [`Provider`] rustdoc,
+//! Plain async functions taking a provider; each checks the sentences of the [`Provider`] rustdoc,
 //! consults [`Provider::capabilities`] instead of guessing, and destroys what it created, also when
-//! an assertion fails (the panic is re-raised after the cleanup). A provider's test calls [`run_all`]:
+//! an assertion fails (the panic is re-raised after the cleanup). Sandboxes are made ready through
+//! [`Lifecycle`], the path every command takes, so the suite tests what users run. A provider's test
+//! calls [`run_all`] and [`faults::run_all`]:
 //!
 //! ```no_run
 //! # async fn f(runtime: &std::path::Path) -> Result<(), sbx_providers::Error> {
+//! use std::sync::Arc;
 //! use sbx_providers::{conformance, docker::DockerProvider, SandboxSpec};
-//! let provider = DockerProvider::connect().await?;
-//! conformance::run_all(&provider, runtime, &SandboxSpec::default()).await;
+//! let provider = Arc::new(DockerProvider::connect().await?);
+//! conformance::run_all(provider.clone(), runtime, &SandboxSpec::default()).await;
+//! conformance::faults::run_all(provider, runtime, &SandboxSpec::default()).await;
 //! # Ok(()) }
 //! ```
 //!
@@ -16,13 +20,17 @@
 //! (`install/build-runtime.sh`). `base` is the spec every sandbox starts from (image, limits…); the
 //! suite sets the name and adds its own labels.
 
+pub mod faults;
+
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 
-use crate::bootstrap::{bootstrap, wait_healthy};
+use crate::bootstrap::wait_healthy;
+use crate::lifecycle::{Lifecycle, Phase};
 use crate::{ExecSpec, Labels, Provider, Sandbox, SandboxSpec, SandboxState};
 
 /// The label the suite puts on everything it creates (value: a random tag per function call).
@@ -32,25 +40,25 @@ pub const TEST_LABEL: &str = "dev.sbx.conformance";
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
 
 /// Runs every check: missing ids, the full lifecycle, and ten creates in parallel.
-pub async fn run_all(provider: &dyn Provider, runtime: &Path, base: &SandboxSpec) {
-    missing_ids(provider).await;
-    lifecycle(provider, runtime, base).await;
-    parallel_creates(provider, base, 10).await;
+pub async fn run_all(provider: Arc<dyn Provider>, runtime: &Path, base: &SandboxSpec) {
+    missing_ids(provider.as_ref()).await;
+    lifecycle(provider.clone(), runtime, base).await;
+    parallel_creates(provider.as_ref(), base, 10).await;
 }
 
 /// A fresh random tag (8 hex chars).
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     crate::random_hex(4)
 }
 
-fn spec_for(base: &SandboxSpec, name: &str, tag: &str) -> SandboxSpec {
+pub(crate) fn spec_for(base: &SandboxSpec, name: &str, tag: &str) -> SandboxSpec {
     let mut spec = base.clone();
     spec.name = name.to_owned();
     spec.labels.insert(TEST_LABEL.into(), tag.into());
     spec
 }
 
-fn tag_labels(tag: &str) -> Labels {
+pub(crate) fn tag_labels(tag: &str) -> Labels {
     Labels::from([(TEST_LABEL.to_owned(), tag.to_owned())])
 }
 
@@ -74,17 +82,21 @@ pub async fn missing_ids(provider: &dyn Provider) {
 }
 
 /// create → get → bootstrap → endpoint → health → exec → upload → list → pause/resume → destroy
-/// (twice) → get is `None`.
-pub async fn lifecycle(provider: &dyn Provider, runtime: &Path, base: &SandboxSpec) {
+/// (twice) → get is `None`. Create and bootstrap are [`Lifecycle::create`] and
+/// [`Lifecycle::bootstrap`], as in `sbx up`.
+pub async fn lifecycle(provider: Arc<dyn Provider>, runtime: &Path, base: &SandboxSpec) {
     let tag = unique();
     let mut spec = spec_for(base, &format!("conformance-{tag}"), &tag);
     spec.labels.insert("dev.sbx.conformance-note".into(), "spaces and = signs".into());
-    let sandbox = provider.create(&spec).await.expect("create");
-    let outcome = AssertUnwindSafe(lifecycle_checks(provider, runtime, &spec, &sandbox)).catch_unwind().await;
+    let lc = Lifecycle::new(provider.clone()).with_runtime(runtime).keep_on_failure(false);
+    let guard = lc.create(&spec).await.expect("create");
+    let outcome = AssertUnwindSafe(lifecycle_checks(&lc, &guard, &spec)).catch_unwind().await;
     if let Err(panic) = outcome {
-        let _ = provider.destroy(&sandbox.id).await;
+        drop(guard);
         std::panic::resume_unwind(panic);
     }
+    let sandbox = guard.disarm();
+    let provider = provider.as_ref();
     let id = &sandbox.id;
     provider.destroy(id).await.expect("destroy");
     provider.destroy(id).await.expect("destroying twice is Ok");
@@ -94,7 +106,9 @@ pub async fn lifecycle(provider: &dyn Provider, runtime: &Path, base: &SandboxSp
     assert!(matches!(&exec, Err(e) if e.is_not_found()), "exec after destroy: {exec:?}");
 }
 
-async fn lifecycle_checks(provider: &dyn Provider, runtime: &Path, spec: &SandboxSpec, sandbox: &Sandbox) {
+async fn lifecycle_checks(lc: &Lifecycle, guard: &crate::lifecycle::SandboxGuard, spec: &SandboxSpec) {
+    let provider = lc.provider().as_ref();
+    let sandbox = guard.sandbox();
     let id = sandbox.id.as_str();
     assert_eq!(sandbox.provider, provider.name());
     assert!(
@@ -109,9 +123,12 @@ async fn lifecycle_checks(provider: &dyn Provider, runtime: &Path, spec: &Sandbo
     assert_eq!(got.id, id);
     assert_eq!(got.labels, sandbox.labels);
 
-    // Bootstrap: upload the runtime, start it, and talk to it.
-    let layout = provider.runtime_layout(id).await.expect("runtime_layout");
-    let handle = bootstrap(provider, id, runtime, &layout).await.expect("bootstrap");
+    // Bootstrap: upload the runtime, start it, and talk to it; every phase is timed.
+    let booted = lc.bootstrap(guard).await.expect("bootstrap");
+    let (handle, layout) = (booted.runtime, booted.layout);
+    let phases: Vec<String> = guard.recorder().phases().0.into_iter().map(|p| p.name).collect();
+    let want = [Phase::Create, Phase::RuntimeUpload, Phase::Start, Phase::Healthy].map(Phase::as_str);
+    assert_eq!(phases, want, "the phases of create + bootstrap");
     let client = handle.client().expect("client");
     let health = client.health().await.expect("health");
     assert_eq!(health.version, sbx_agent::VERSION);
