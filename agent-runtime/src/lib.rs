@@ -17,6 +17,8 @@ pub mod credentials;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "client")]
+pub mod stream_io;
+#[cfg(feature = "client")]
 pub mod tar_pack;
 
 /// The runtime's version, reported by `/v1/health` and `sbx-agent --version`.

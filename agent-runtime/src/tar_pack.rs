@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc::Sender;
 
-/// Size of the chunks handed to the response body.
-const CHUNK: usize = 64 * 1024;
+/// Size of the chunks handed to the body: large, so the far side can write in large calls.
+const CHUNK: usize = crate::stream_io::CHUNK;
 
 /// Packs `src` into the channel as tar bytes (blocking: call it on the blocking pool). An error is sent
 /// down the channel too, so a body built from the channel fails (the reader sees a broken transfer)

@@ -10,7 +10,8 @@
 //! - for reference, the Docker provider's own upload (the bootstrap channel, Docker's archive API),
 //!   which `sbx cp` does not use: `sbx cp` always goes through the runtime.
 //!
-//! Sizes: `SBX_BENCH_BIG_MIB` (default 1024) and `SBX_BENCH_TREE_FILES` (default 200) shrink them for a
+//! `SBX_BENCH_SBX` picks the `sbx` binary (default: the release build, else the debug one) and
+//! `SBX_RUNTIME` the runtime, e.g. to measure an older build against the same baseline. Sizes: `SBX_BENCH_BIG_MIB` (default 1024) and `SBX_BENCH_TREE_FILES` (default 200) shrink them for a
 //! quick look. Run: `bash install/bench.sh` (or `cargo bench -p sbx-tests --bench transfer` after
 //! building `sbx` and the static runtime).
 
@@ -28,6 +29,9 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 fn sbx_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("SBX_BENCH_SBX") {
+        return PathBuf::from(p);
+    }
     let root = sbx_tests::workspace_root();
     let dir = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
     ["release", "debug"].iter().map(|p| dir.join(p).join("sbx")).find(|p| p.exists()).expect("build sbx first")
@@ -259,7 +263,9 @@ fn run(b: &Bench, big_mib: u64, tree_files: u64, rounds: usize) {
     println!("    for reference: the Docker provider's archive upload (bootstrap channel)");
     report("Provider::upload (tree)", median(prov), base, "-");
 
-    // (b) one big file both ways, with peak memory; (c) its upload through the API.
+    // (b) one big file both ways, with peak memory; (c) its upload through the API. At most one copy
+    // of it on each side at a time (the disk of a shared CI machine is not endless).
+    std::fs::remove_dir_all(&tree).unwrap();
     let big = host.path().join("big.bin");
     make_big(&big, big_mib);
     let big_s = big.display().to_string();
@@ -269,50 +275,58 @@ fn run(b: &Bench, big_mib: u64, tree_files: u64, rounds: usize) {
         let d = f();
         (d, rt_pid.filter(|_| reset).and_then(peak_kib))
     };
-    let show_peak = |host: u64, runtime: Option<u64>| {
-        format!("peak RSS: sbx {} MiB, runtime {}", host / 1024, runtime.map_or("n/a".into(), |k| format!("{} MiB", k / 1024)))
+    let show_peak = |host: Option<u64>, runtime: Option<u64>| {
+        let mib = |k: Option<u64>| k.map_or("n/a".into(), |k| format!("{} MiB", k / 1024));
+        match host {
+            Some(h) => format!("peak RSS: sbx {}, runtime {}", mib(Some(h)), mib(runtime)),
+            None => format!("peak RSS: runtime {}", mib(runtime)),
+        }
     };
+    let remote = "/workspace/bench/big.bin";
     println!("(b) one {big_mib} MiB file");
-    b.clean();
     let mut host_peak = 0;
+    b.clean();
     let (up, up_rt) = runtime_peak(&mut || {
-        let (d, p) = run_measured(b.sbx(&["cp", &big_s, &format!("{}:/workspace/bench/big.bin", b.name)]));
+        let (d, p) = run_measured(b.sbx(&["cp", &big_s, &format!("{}:{remote}", b.name)]));
         host_peak = p;
         d
     });
     let up_host = host_peak;
+    b.clean();
     let mut c = Command::new("docker");
-    c.args(["cp", &big_s, &format!("{cid}:/workspace/bench/big-docker.bin")]);
+    c.args(["cp", &big_s, &format!("{cid}:{remote}")]);
     let up_base = timed(c);
-    let want = docker(&["exec", cid, "sh", "-c", "sha256sum < /workspace/bench/big.bin"]);
-    let down_dir = host.path().join("down");
-    std::fs::create_dir_all(&down_dir).unwrap();
+    let want = docker(&["exec", cid, "sh", "-c", &format!("sha256sum < {remote}")]);
+    let down_file = host.path().join("down.bin");
+    let down_s = down_file.display().to_string();
     let (down, down_rt) = runtime_peak(&mut || {
-        let (d, p) = run_measured(b.sbx(&["cp", &format!("{}:/workspace/bench/big.bin", b.name), &down_dir.join("sbx.bin").display().to_string()]));
+        let (d, p) = run_measured(b.sbx(&["cp", &format!("{}:{remote}", b.name), &down_s]));
         host_peak = p;
         d
     });
     let down_host = host_peak;
-    let mut c = Command::new("docker");
-    c.args(["cp", &format!("{cid}:/workspace/bench/big-docker.bin"), &down_dir.join("docker.bin").display().to_string()]);
-    let down_base = timed(c);
-    let got = checked(Command::new("sh").arg("-c").arg(format!("sha256sum < {}", down_dir.join("sbx.bin").display())));
+    let got = checked(Command::new("sh").arg("-c").arg(format!("sha256sum < {down_s}")));
     assert_eq!(got, want, "the round trip changed the file");
+    std::fs::remove_file(&down_file).unwrap();
+    let mut c = Command::new("docker");
+    c.args(["cp", &format!("{cid}:{remote}"), &down_s]);
+    let down_base = timed(c);
+    std::fs::remove_file(&down_file).unwrap();
     report("sbx cp host -> sandbox", up, up_base, "<= 1.0x");
-    println!("  {:<44} {}", "", show_peak(up_host, up_rt));
+    println!("  {:<44} {}", "", show_peak(Some(up_host), up_rt));
     report("sbx cp sandbox -> host", down, down_base, "<= 1.0x");
-    println!("  {:<44} {}", "", show_peak(down_host, down_rt));
+    println!("  {:<44} {}", "", show_peak(Some(down_host), down_rt));
     b.clean();
     let (api_up, api_rt) = runtime_peak(&mut || {
         rt.block_on(async {
             let t = Instant::now();
             let file = tokio::fs::File::open(&big).await.unwrap();
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, MIB as usize));
-            client.write_stream("/workspace/bench/big-api.bin", body, WriteOptions::default()).await.expect("PUT /v1/fs/file");
+            client.write_stream(remote, body, WriteOptions::default()).await.expect("PUT /v1/fs/file");
             t.elapsed()
         })
     });
     report("PUT /v1/fs/file (c)", api_up, up_base, "<= 2x");
-    println!("  {:<44} {}", "", show_peak(0, api_rt).replace("sbx 0 MiB, ", ""));
+    println!("  {:<44} {}", "", show_peak(None, api_rt));
     b.clean();
 }

@@ -4,6 +4,7 @@ mod auth;
 mod auth_keyring;
 mod claude_agent;
 mod cli;
+mod cp_bytes;
 mod codex_agent;
 mod conformance;
 mod credentials;

@@ -1,6 +1,6 @@
 //! Reading a file (streamed, with `Range`) and writing one (streamed to a temp file, then renamed).
 
-use std::io::{self, SeekFrom};
+use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -8,20 +8,15 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-use tokio_util::io::ReaderStream;
+use futures::TryStreamExt;
 
 use super::confine::{self, Follow};
 use super::{blocking, entry_at, io_error, FsRoot};
 use crate::api::fs::{BinaryBody, parse_mode, ByteRange, Entry, PathQuery, RangeRequest, WriteQuery};
 use crate::api::{Problem, ProblemKind};
 use crate::server::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
+use crate::stream_io::{self, CopyError};
 
-/// Read chunk size: big enough to keep syscalls and frames few, small enough to keep memory flat.
-const CHUNK: usize = 64 * 1024;
-/// Write buffer in front of the temp file, so small body frames don't each cost a blocking hop.
-const WRITE_BUFFER: usize = 256 * 1024;
 /// Mode of a new file when the request gives none.
 const DEFAULT_MODE: u32 = 0o644;
 
@@ -64,7 +59,7 @@ pub(super) async fn read(
 }
 
 /// Opens `path` for reading if it is a regular file (a FIFO would block the open forever). Blocking.
-fn open_regular(fs: &FsRoot, shown: &str) -> ApiResult<(tokio::fs::File, u64)> {
+fn open_regular(fs: &FsRoot, shown: &str) -> ApiResult<(std::fs::File, u64)> {
     let path = fs.resolve(shown)?;
     let meta = std::fs::metadata(&path).map_err(|e| io_error(shown, e))?;
     if meta.is_dir() {
@@ -74,22 +69,15 @@ fn open_regular(fs: &FsRoot, shown: &str) -> ApiResult<(tokio::fs::File, u64)> {
         return Err(ApiError::conflict(format!("`{shown}` is not a regular file")));
     }
     let file = std::fs::File::open(&path).map_err(|e| io_error(shown, e))?;
-    Ok((tokio::fs::File::from_std(file), meta.len()))
+    Ok((file, meta.len()))
 }
 
-/// Streams `len` bytes of `file` from `first`, never holding more than a chunk in memory.
-async fn stream_response(
-    mut file: tokio::fs::File,
-    status: StatusCode,
-    first: u64,
-    len: u64,
-    size: u64,
-) -> ApiResult<Response> {
-    if first > 0 {
-        file.seek(SeekFrom::Start(first)).await.map_err(|e| ApiError::internal(format!("seek: {e}")))?;
-    }
-    // `take` keeps the body exactly Content-Length long even if the file grows while we send it.
-    let body = Body::from_stream(ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), CHUNK));
+/// Streams `len` bytes of `file` from `first`, read on the blocking pool a chunk at a time, never
+/// holding more than a few chunks in memory.
+async fn stream_response(file: std::fs::File, status: StatusCode, first: u64, len: u64, size: u64) -> ApiResult<Response> {
+    // Exactly `len` bytes, so the body matches Content-Length even if the file grows meanwhile (and
+    // fails rather than ends short if it shrinks).
+    let body = Body::from_stream(stream_io::file_stream(file, first, len));
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
@@ -114,8 +102,10 @@ fn unsatisfiable(size: u64, detail: &str) -> Response {
     resp
 }
 
-/// Write a file atomically: the body streams to a temp file beside it, which is fsynced and renamed
-/// over the target, so readers see the old content or the new, never a mix.
+/// Write a file atomically: the body streams to a temp file beside it, which is renamed over the
+/// target once complete, so readers see the old content or the new, never a mix. Like `cp` and
+/// `docker cp`, the write is not forced to disk (no fsync): that would cost the time of writing the
+/// whole file back, per file.
 #[utoipa::path(put, path = "/v1/fs/file", tag = "fs", params(WriteQuery),
     request_body(content = inline(BinaryBody), content_type = "application/octet-stream", description = "The new content (streamed)"),
     responses(
@@ -141,16 +131,18 @@ pub(super) async fn write(
     let prep_q = q.clone();
     let prepared = blocking(move || prepare_write(&fs, &prep_q, mode)).await?;
     let mut temp = TempFile { path: Some(prepared.temp.clone()) };
-    let file = tokio::fs::File::from_std(prepared.file);
-    copy_body(body, file, prepared.mode).await?;
-    tokio::fs::rename(&prepared.temp, &prepared.target).await.map_err(|e| io_error(&q.path, e))?;
-    temp.path = None;
-    let target = prepared.target;
-    blocking(move || {
-        sync_dir(target.parent().unwrap_or(Path::new("/")));
+    copy_body(body, prepared.file, prepared.mode).await?;
+    let (from, target) = (prepared.temp, prepared.target);
+    let done = blocking(move || {
+        std::fs::rename(&from, &target).map_err(|e| io_error(&q.path, e))?;
         entry_at(&target).map(ApiJson).map_err(|e| io_error(&q.path, e))
     })
-    .await
+    .await;
+    // After a failed rename the guard removes the temp file; after a successful one there is none.
+    if done.is_ok() {
+        temp.path = None;
+    }
+    done
 }
 
 /// Where a write goes, and the open temp file it streams into first.
@@ -224,26 +216,15 @@ fn create_temp(dir: &Path) -> io::Result<(PathBuf, std::fs::File)> {
     }
 }
 
-/// Streams the request body into `file`, then sets its mode and makes it durable.
-async fn copy_body(body: Body, file: tokio::fs::File, mode: u32) -> ApiResult<()> {
+/// Streams the request body into `file` (on the blocking pool, in large writes), then sets its mode.
+async fn copy_body(body: Body, file: std::fs::File, mode: u32) -> ApiResult<()> {
     let disk = |e: io::Error| ApiError::internal(format!("writing the temp file failed: {e}"));
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body broke off: {e}")))?;
-        out.write_all(&chunk).await.map_err(disk)?;
-    }
-    out.flush().await.map_err(disk)?;
-    let file = out.into_inner();
-    file.set_permissions(std::fs::Permissions::from_mode(mode)).await.map_err(disk)?;
-    file.sync_all().await.map_err(disk)
-}
-
-/// Makes a rename in `dir` durable. Best effort: some file systems refuse to fsync a directory.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let stream = body.into_data_stream().map_err(io::Error::other);
+    let (file, _) = stream_io::stream_to_writer(stream, file).await.map_err(|e| match e {
+        CopyError::Read(e) => ApiError::bad_request(format!("the request body broke off: {e}")),
+        CopyError::Write(e) => disk(e),
+    })?;
+    blocking(move || file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(disk)).await
 }
 
 /// Removes the temp file unless the write completed, including when the client disconnects and the

@@ -21,6 +21,7 @@ use tar::EntryType;
 use super::confine::{self, Follow};
 use super::{io_error, FsRoot};
 use crate::api::fs::UploadBatchResult;
+use crate::stream_io;
 use crate::server::{ApiError, ApiResult};
 
 /// After a refused archive, how much of the rest of the body we still read so the client (which may
@@ -45,6 +46,8 @@ struct Unpacker {
     link_boundary: Option<PathBuf>,
     /// Directory modes, applied at the end so a read-only directory doesn't block its own contents.
     dir_modes: Vec<(PathBuf, u32)>,
+    /// One chunk, reused for every file: file data goes to disk in large writes (see `stream_io`).
+    buf: Vec<u8>,
     done: UploadBatchResult,
 }
 
@@ -60,6 +63,7 @@ impl Unpacker {
             link_boundary: root,
             dest,
             dir_modes: Vec::new(),
+            buf: vec![0; stream_io::CHUNK],
             done: UploadBatchResult { entries: 0, bytes: 0 },
         })
     }
@@ -160,7 +164,7 @@ impl Unpacker {
             .mode(0o600)
             .open(target)
             .map_err(|e| io_error(shown, e))?;
-        let written = match io::copy(data, &mut file) {
+        let written = match stream_io::copy_chunked(data, &mut file, &mut self.buf) {
             Ok(n) => n,
             Err(e) => {
                 // Don't leave a truncated file behind that looks like a complete one.

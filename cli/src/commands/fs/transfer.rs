@@ -11,16 +11,15 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sbx_agent::api::fs::{Entry, EntryKind, UploadBatchResult};
 use sbx_agent::client::{Client, WriteOptions};
+use sbx_agent::stream_io::{self, CHUNK};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::output::Output;
 
-/// Size of the chunks read from a local file for an upload body.
-const CHUNK: usize = 64 * 1024;
 /// Chunks in flight between the packer and the socket (back-pressure keeps memory flat).
-const DEPTH: usize = 8;
+const DEPTH: usize = 4;
 
 /// A byte counter on a TTY (`total` when known), nothing otherwise.
 pub fn progress(out: &Output, what: &str, total: Option<u64>) -> Option<ProgressBar> {
@@ -93,14 +92,21 @@ pub async fn remote_kind(client: &Client, path: &str) -> Result<Option<(EntryKin
 pub async fn upload_file(client: &Client, out: &Output, local: &Path, remote: &str, parents: bool) -> Result<Entry> {
     let mut opts = WriteOptions { parents, ..WriteOptions::default() };
     if local == Path::new("-") {
-        let body = reqwest::Body::wrap_stream(ReaderStream::new(tokio::io::stdin()));
+        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(tokio::io::stdin(), CHUNK));
         return Ok(client.write_stream(remote, body, opts).await?);
     }
-    let file = tokio::fs::File::open(local).await.with_context(|| format!("cannot read `{}`", local.display()))?;
-    let meta = file.metadata().await?;
+    let path = local.to_path_buf();
+    let (file, meta) = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        io::Result::Ok((file, meta))
+    })
+    .await?
+    .with_context(|| format!("cannot read `{}`", local.display()))?;
     opts.mode = Some(meta.permissions().mode() & 0o7777);
     let bar = progress(out, &format!("uploading {}", local.display()), Some(meta.len()));
-    let body = reqwest::Body::wrap_stream(counted(ReaderStream::with_capacity(file, CHUNK), bar.clone()));
+    // The size when we start is what we send: a file that shrinks meanwhile fails the upload.
+    let body = reqwest::Body::wrap_stream(counted(stream_io::file_stream(file, 0, meta.len()), bar.clone()));
     let entry = client.write_stream(remote, body, opts).await;
     finish(bar);
     Ok(entry?)
@@ -124,17 +130,15 @@ pub async fn download_file(client: &Client, out: &Output, remote: &str, local: &
     let tmp = dir.join(format!(".{name}.sbx-part-{}", std::process::id()));
     let bar = progress(out, &format!("downloading {remote}"), (entry.size > 0).then_some(entry.size));
     let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await.with_context(|| format!("cannot create `{}`", tmp.display()))?;
-        let mut stream = std::pin::pin!(counted(stream, bar.clone()));
-        let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            n += chunk.len() as u64;
-            file.write_all(&chunk).await?;
-        }
-        file.flush().await?;
-        file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777)).await?;
-        drop(file);
+        let file = tokio::fs::File::create(&tmp).await.with_context(|| format!("cannot create `{}`", tmp.display()))?;
+        let file = file.into_std().await;
+        let stream = counted(stream, bar.clone()).map_err(io::Error::other);
+        let (file, n) = stream_io::stream_to_writer(stream, file).await.map_err(|e| match e {
+            stream_io::CopyError::Read(e) => anyhow::Error::new(e).context(format!("downloading `{remote}` broke off")),
+            e => anyhow::Error::new(e).context(format!("cannot write `{}`", tmp.display())),
+        })?;
+        let mode = std::fs::Permissions::from_mode(entry.mode & 0o7777);
+        tokio::task::spawn_blocking(move || file.set_permissions(mode)).await??;
         tokio::fs::rename(&tmp, local).await.with_context(|| format!("cannot write `{}`", local.display()))?;
         anyhow::Ok(n)
     }
@@ -194,7 +198,7 @@ pub async fn download_dir(client: &Client, out: &Output, remote: &str, local: &P
         count.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
     });
     // The bridge is made here (it captures the runtime handle) and read on the blocking side.
-    let reader = SyncIoBridge::new(StreamReader::new(stream.map_err(io::Error::other)));
+    let reader = io::BufReader::with_capacity(CHUNK, SyncIoBridge::new(StreamReader::new(stream.map_err(io::Error::other))));
     let dest = local.to_path_buf();
     let unpacked = tokio::task::spawn_blocking(move || {
         let mut archive = tar::Archive::new(reader);
