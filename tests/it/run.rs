@@ -445,7 +445,8 @@ fn slow_task(timeout: &str) -> String {
 
 /// What a stopped task leaves: its partial transcript (the permission under its tool call), the diff
 /// of what the agent did so far, every phase that ran with the agent's marked interrupted, events
-/// closed by the runtime's turn.completed (cancelled) and session.ended, and no exit_code file.
+/// closed by the runtime's turn.completed (cancelled) and session.ended (reason `cancelled` or
+/// `timeout`, as the status says), and no exit_code file.
 fn check_stopped(res: &Path, status: &str) {
     let dir = res.join("slow");
     let task: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("task.json")).unwrap()).unwrap();
@@ -459,6 +460,8 @@ fn check_stopped(res: &Path, status: &str) {
     let n = events.len();
     assert_eq!((events[n - 2]["type"].as_str(), events[n - 2]["data"]["outcome"].as_str()), (Some("turn.completed"), Some("cancelled")));
     assert_eq!(events[n - 1]["type"], "session.ended");
+    let reason = if status == "timed_out" { "timeout" } else { "cancelled" };
+    assert_eq!((events[n - 1]["data"]["reason"].as_str(), events[n - 1]["data"]["terminatedBy"].as_str()), (Some(reason), Some("user")), "{}", events[n - 1]);
     assert_eq!(task["events"].as_u64(), Some(n as u64));
     let md = std::fs::read_to_string(dir.join("transcript.md")).unwrap();
     let (tool, permission) = (md.find("- tool `write`").unwrap(), md.find("permission perm_").unwrap());
@@ -479,30 +482,80 @@ fn a_timed_out_task_keeps_its_partial_results() {
     assert_eq!(text(&ls.stdout).trim(), "[]");
 }
 
+/// Waits, on events rather than a clock (a loaded machine once took longer than a fixed deadline),
+/// until the slow task's agent has written `partial.txt`: the run's own progress line for the agent
+/// phase, then the session's event stream up to the write's `item.completed`. Returns the thread that
+/// collects the rest of `sbx run`'s stderr.
+fn wait_for_partial_write(dir: &Path, stderr: std::process::ChildStderr) -> std::thread::JoinHandle<String> {
+    use std::io::BufRead as _;
+    use std::time::Duration;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // The deadline only guards against a hang; a slow machine just waits longer.
+    loop {
+        match rx.recv_timeout(Duration::from_secs(600)) {
+            Ok(line) if line.contains("slow: agent (") => break,
+            Ok(_) => {}
+            Err(_) => panic!("sbx run never reached the agent phase: {}", reader.join().unwrap()),
+        }
+    }
+    let ls = sbx(dir, &["ls", "--json"], false).output().unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let name = ls[0]["name"].as_str().expect("the task's sandbox").to_owned();
+    let db = rusqlite::Connection::open(dir.join("state/sbx/sbx.db")).unwrap();
+    let (endpoint, token): (String, String) =
+        db.query_row("SELECT endpoint, token FROM sandboxes WHERE name = ?1", [&name], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let url = serde_json::from_str::<serde_json::Value>(&endpoint).unwrap()["transport"]["url"].as_str().expect("an HTTP endpoint").to_owned();
+    let client = sbx_agent::client::Client::new(&url, Some(token)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use futures::StreamExt as _;
+        // The session is created right after the phase starts.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let session = loop {
+            if let Some(s) = client.list_sessions().await.ok().and_then(|s| s.into_iter().next()) {
+                break s.id;
+            }
+            assert!(std::time::Instant::now() < deadline, "no agent session appeared in {name}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut events = client.follow_events(&session, 0).await.unwrap();
+        let wrote = tokio::time::timeout(Duration::from_secs(600), async {
+            while let Some(ev) = events.next().await {
+                let line = serde_json::to_string(&ev.unwrap()).unwrap();
+                if line.contains("\"item.completed\"") && line.contains("partial.txt") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(wrote, Ok(true), "the agent never wrote partial.txt");
+    });
+    reader
+}
+
 #[test]
 fn a_task_cancelled_mid_turn_keeps_its_partial_results() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("repo")).unwrap();
     std::fs::write(dir.path().join("repo/README.md"), "hi\n").unwrap();
     std::fs::write(dir.path().join("sbx.yaml"), slow_task("10m")).unwrap();
-    let child = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = sbx(dir.path(), &["run", "-f", "sbx.yaml"], false).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // Mid-turn: the agent has written partial.txt and is sleeping.
-    let started = std::time::Instant::now();
-    let mut mid_turn = false;
-    while !mid_turn && started.elapsed() < std::time::Duration::from_secs(60) {
-        let ls = sbx(dir.path(), &["ls", "--json"], false).output().unwrap();
-        let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap_or_default();
-        if let Some(name) = ls.as_array().and_then(|a| a.first()).and_then(|s| s["name"].as_str()) {
-            mid_turn = sbx(dir.path(), &["fs", "stat", name, "work/partial.txt"], false).output().unwrap().status.success();
-        }
-        if !mid_turn {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-    assert!(mid_turn, "the agent never wrote partial.txt");
+    let stderr = wait_for_partial_write(dir.path(), child.stderr.take().unwrap());
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let status = child.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
     check_stopped(&results_dir(dir.path()), "cancelled");
     let ls = sbx(dir.path(), &["ls", "--json"], false).output().unwrap();
     assert_eq!(text(&ls.stdout).trim(), "[]");

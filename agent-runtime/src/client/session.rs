@@ -29,7 +29,7 @@ use reqwest::Method;
 use super::sse::SseParser;
 use super::{Client, ClientError, Result};
 use crate::api::session::{
-    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, Event, EventData, EventPage, InstallAgentRequest,
+    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, EndReason, EndSessionQuery, Event, EventData, EventPage, InstallAgentRequest,
     InstallAgentResponse, PermissionDecision, PermissionReply, QuestionReply, SendMessageRequest, SendMessageResponse,
     SessionInfo, SessionList, SESSION_EVENT,
 };
@@ -127,8 +127,14 @@ impl Client {
 
     /// `DELETE /v1/sessions/{id}`: ends the session (and with `forget`, deletes its journal).
     pub async fn end_session(&self, id: &str, forget: bool) -> Result<SessionInfo> {
-        let rb = self.request(Method::DELETE, &session_path(id, "")).query(&[("forget", forget.to_string())]);
-        self.send_json(rb).await
+        self.end_session_for(id, forget, EndReason::Completed).await
+    }
+
+    /// `DELETE /v1/sessions/{id}?reason=…`: ends the session, recording why in `session.ended`
+    /// (`Cancelled` after Ctrl-C, `Timeout` when a time limit ran out).
+    pub async fn end_session_for(&self, id: &str, forget: bool, reason: EndReason) -> Result<SessionInfo> {
+        let query = EndSessionQuery { forget, reason: (reason != EndReason::Completed).then_some(reason) };
+        self.send_json(self.request(Method::DELETE, &session_path(id, "")).query(&query)).await
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use futures::StreamExt as _;
-use sbx_agent::api::session::{CreateSessionRequest, Event, EventData, McpServer, PermissionPolicy, TurnOutcome};
+use sbx_agent::api::session::{CreateSessionRequest, EndReason, Event, EventData, McpServer, PermissionPolicy, TurnOutcome};
 use sbx_agent::client::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +30,14 @@ pub async fn run(env: &TaskEnv<'_>, client: &Client, task: &PlannedTask, dir: &P
     };
     let mut log = Log::new(dir)?;
     let turned = turn(client, task, &session.id, &mut log, r, stop).await;
-    // End the session through the runtime (it records `session.ended`), then fetch what is left.
-    let ended = tokio::time::timeout(WIND_DOWN, client.end_session(&session.id, false)).await;
+    // End the session through the runtime (it records `session.ended`, with why: a stop is Ctrl-C
+    // when the run's own token fired, else the task's timeout), then fetch what is left.
+    let reason = match (stop.is_cancelled(), env.cancel.is_cancelled()) {
+        (false, _) => EndReason::Completed,
+        (true, true) => EndReason::Cancelled,
+        (true, false) => EndReason::Timeout,
+    };
+    let ended = tokio::time::timeout(WIND_DOWN, client.end_session_for(&session.id, false, reason)).await;
     let rest = tokio::time::timeout(WIND_DOWN, log.fetch_rest(client, &session.id)).await;
     let written = log.finish(env, r, &session.id);
     let ok = turned?;

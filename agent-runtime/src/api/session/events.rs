@@ -425,6 +425,10 @@ pub enum EndReason {
     Error,
     /// Stopped from outside (runtime shutdown or restart).
     Terminated,
+    /// Ended by a client that gave up on it (e.g. Ctrl-C), saying so with `reason=cancelled`.
+    Cancelled,
+    /// Ended by a client whose time limit ran out, saying so with `reason=timeout`.
+    Timeout,
 }
 
 /// Data of `session.ended`.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::{Event, PermissionDecision, SessionEnded, TurnCompleted};
+use super::events::{EndReason, Event, PermissionDecision, SessionEnded, TurnCompleted};
 
 /// When a session may use tools without asking a person.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
@@ -281,6 +281,10 @@ pub struct EndSessionQuery {
     /// Also delete the journal (otherwise the ended session stays readable).
     #[serde(default)]
     pub forget: bool,
+    /// Why the client ends it, recorded in `session.ended`: `completed` (the default), `cancelled` or
+    /// `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
 }
 
 /// Answer of `POST /v1/sessions/{id}/cancel`.

@@ -44,7 +44,7 @@ struct Meta {
 
 enum Command {
     Turn { turn_id: String, text: String, cancel: CancellationToken, started: Instant, done: Option<oneshot::Sender<TurnCompleted>> },
-    End { by: String, done: oneshot::Sender<()> },
+    End { by: String, reason: EndReason, done: oneshot::Sender<()> },
 }
 
 struct Status {
@@ -520,8 +520,8 @@ impl SessionManager {
         }
     }
 
-    /// Ends a session (cancelling a running turn), and with `forget` deletes its journal.
-    pub(crate) async fn end(&self, id: &str, forget: bool) -> Result<SessionInfo, ApiError> {
+    /// Ends a session (cancelling a running turn) for `reason`, and with `forget` deletes its journal.
+    pub(crate) async fn end(&self, id: &str, forget: bool, reason: EndReason) -> Result<SessionInfo, ApiError> {
         let session = self.get(id)?;
         let commands = {
             let st = session.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -532,7 +532,7 @@ impl SessionManager {
         };
         if let Some(commands) = commands {
             let (tx, rx) = oneshot::channel();
-            if commands.send(Command::End { by: "user".into(), done: tx }).is_ok() {
+            if commands.send(Command::End { by: "user".into(), reason, done: tx }).is_ok() {
                 let _ = rx.await;
             }
         }
@@ -559,7 +559,7 @@ impl SessionManager {
             };
             if let Some(commands) = commands {
                 let (tx, rx) = oneshot::channel();
-                if commands.send(Command::End { by: "runtime".into(), done: tx }).is_ok() {
+                if commands.send(Command::End { by: "runtime".into(), reason: EndReason::Terminated, done: tx }).is_ok() {
                     let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
                 }
             }
@@ -629,11 +629,10 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
                     }
                 }
             }
-            Command::End { by, done } => {
+            Command::End { by, reason, done } => {
                 if let Some(d) = driver.as_mut() {
                     d.shutdown().await;
                 }
-                let reason = if by == "runtime" { EndReason::Terminated } else { EndReason::Completed };
                 let data = SessionEnded { reason, terminated_by: by, message: None };
                 mark_ended(&session, data);
                 session.shared.journal.flushed().await;

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
 use crate::api::session::{
-    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, EndSessionQuery, EventPage, EventsQuery, InstallAgentRequest,
+    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, EndReason, EndSessionQuery, EventPage, EventsQuery, InstallAgentRequest,
     InstallAgentResponse, PermissionReply, QuestionReply, SendMessageRequest, SendMessageResponse, SessionInfo,
     SessionList, SessionSseEvent, SESSION_EVENT,
 };
@@ -191,7 +191,7 @@ async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> A
     params(("id" = String, Path, description = "Session id"), EndSessionQuery),
     responses(
         (status = 200, description = "Ended", body = SessionInfo),
-        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad query, or a reason a client cannot give (`error`, `terminated`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -200,7 +200,11 @@ async fn end_session(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<EndSessionQuery>,
 ) -> ApiResult<ApiJson<SessionInfo>> {
-    Ok(ApiJson(state.sessions().end(&id, q.forget).await?))
+    let reason = q.reason.unwrap_or(EndReason::Completed);
+    if !matches!(reason, EndReason::Completed | EndReason::Cancelled | EndReason::Timeout) {
+        return Err(ApiError::bad_request("a client ends a session with reason `completed`, `cancelled` or `timeout`"));
+    }
+    Ok(ApiJson(state.sessions().end(&id, q.forget, reason).await?))
 }
 
 /// Send a message: starts one turn. Follow it with the events (from `firstSequence - 1`), or pass

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
-use sbx_agent::api::session::{CreateSessionRequest, PermissionPolicy, TurnCompleted, TurnOutcome};
+use sbx_agent::api::session::{CreateSessionRequest, EndReason, PermissionPolicy, TurnCompleted, TurnOutcome};
 use sbx_agent::api::ProblemKind;
 
 use crate::context::Ctx;
-use crate::output::{usage, Exit};
+use crate::output::{usage, Exit, Interrupted};
 
 mod history;
 mod transcript;
@@ -316,7 +316,9 @@ pub async fn prompt(ctx: &Ctx, a: PromptArgs) -> Result<Exit> {
     }
     .await;
     if !a.keep {
-        let _ = client.end_session(&info.id, false).await;
+        // A turn cut short by Ctrl-C ends its session as cancelled, not completed.
+        let reason = if result.as_ref().is_err_and(|e| e.is::<Interrupted>()) { EndReason::Cancelled } else { EndReason::Completed };
+        let _ = client.end_session_for(&info.id, false, reason).await;
         let _ = sync(ctx, &client, &a.name, &info.id).await;
     } else {
         ctx.out.note(format!("session {} kept; `sbx session send {} {} …` continues it", info.id, a.name, info.id));
