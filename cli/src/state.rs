@@ -84,10 +84,13 @@ impl State {
             .with_context(|| format!("create state file {}", path.display()))?;
         let conn = Connection::open(path).with_context(|| format!("open state {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA).context("create state schema")?;
-        migrate(&conn)?;
+        // Two `sbx` processes that create the database at the same moment (two `sbx run`s started
+        // together) can be told "locked" while the other switches it to WAL, without the busy handler
+        // being asked: such a setup step is tried again for a while.
+        when_not_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))?;
+        when_not_busy(|| conn.pragma_update(None, "synchronous", "NORMAL"))?;
+        when_not_busy(|| conn.execute_batch(SCHEMA)).context("create state schema")?;
+        when_not_busy(|| migrate(&conn))?;
         for suffix in ["", "-wal", "-shm"] {
             restrict(&PathBuf::from(format!("{}{suffix}", path.display())));
         }
@@ -263,10 +266,26 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<SandboxRecord> {
     })
 }
 
+/// Runs `f` again while SQLite answers busy or locked, for up to ten seconds.
+fn when_not_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Brings a database made by an older sbx up to this schema. Only reads unless something is missing
 /// (so opening never takes the write lock in the common case); a change runs in one immediate
 /// transaction that checks again, so two processes opening an old database at once both succeed.
-fn migrate(conn: &Connection) -> Result<()> {
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let has_phases = |c: &Connection| -> rusqlite::Result<bool> {
         c.query_row("SELECT COUNT(*) FROM pragma_table_info('sandboxes') WHERE name = 'phases'", [], |r| r.get::<_, i64>(0)).map(|n| n > 0)
     };
@@ -275,7 +294,7 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     if !has_phases(&tx)? {
-        tx.execute_batch("ALTER TABLE sandboxes ADD COLUMN phases TEXT").context("add the phases column")?;
+        tx.execute_batch("ALTER TABLE sandboxes ADD COLUMN phases TEXT")?;
     }
     tx.commit()?;
     Ok(())
