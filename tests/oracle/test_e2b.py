@@ -9,49 +9,19 @@ The SDK is pointed at the fake the documented way: E2B_API_URL and E2B_SANDBOX_U
 serves both planes; envd requests carry `E2b-Sandbox-Id`), E2B_API_KEY.
 """
 
-import importlib
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-
-def _missing(why: str):
-    """Skip when run by hand without the dependency; fail in the test command (SBX_REQUIRE_DOCKER=1)."""
-    if os.environ.get("SBX_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"{why} (the test command requires it)")
-    pytest.skip(why, allow_module_level=True)
+from oracle_support import fake_binary, require_docker, require_module
 
 
-def _require_module(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        _missing(f"Python module `{name}` is not installed (install tests/oracle/requirements.txt)")
+e2b = require_module("e2b")
 
-e2b = _require_module("e2b")
-
-ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2b_oracle_key"
-
-
-def _docker_ok() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "version"], capture_output=True).returncode == 0
-
-
-def _fake_binary() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-    p = target / "debug" / "fake-e2b"
-    if not p.exists():
-        subprocess.run(["cargo", "build", "-q", "-p", "sbx-tests", "--bin", "fake-e2b"], cwd=ROOT, check=True)
-    return p
 
 
 def _containers(sandbox_id: str) -> list[str]:
@@ -65,9 +35,8 @@ def _containers(sandbox_id: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fake():
-    if not _docker_ok():
-        _missing("Docker is not available")
-    proc = subprocess.Popen([str(_fake_binary()), "--api-key", API_KEY], stdout=subprocess.PIPE, text=True)
+    require_docker()
+    proc = subprocess.Popen([str(fake_binary("fake-e2b")), "--api-key", API_KEY], stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip()
     assert url.startswith("http://127.0.0.1:"), url
     yield url

@@ -6,65 +6,26 @@ tested against the same fake). Needs Docker and the `fake-vercel` binary (built 
 no environment variable for its base URL: it is set per SDK session (`SandboxServiceOptions`).
 """
 
-import importlib
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-
-def _missing(why: str):
-    """Skip when run by hand without the dependency; fail in the test command (SBX_REQUIRE_DOCKER=1)."""
-    if os.environ.get("SBX_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"{why} (the test command requires it)")
-    pytest.skip(why, allow_module_level=True)
+from oracle_support import fake_binary, require_docker, require_module
 
 
-def _require_module(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        _missing(f"Python module `{name}` is not installed (install tests/oracle/requirements.txt)")
-
-
-vs = _require_module("vercel.sandbox.sync")
-vercel_api = _require_module("vercel.api")
-vercel_sandbox = _require_module("vercel.sandbox")
-requests = _require_module("requests")
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _docker_ok() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "version"], capture_output=True).returncode == 0
-
-
-def _fake_binary() -> Path | None:
-    dirs = []
-    if os.environ.get("CARGO_TARGET_DIR"):
-        dirs.append(Path(os.environ["CARGO_TARGET_DIR"]))
-    dirs.append(ROOT / "target")
-    for d in dirs:
-        p = d / "debug" / "fake-vercel"
-        if p.exists():
-            return p
-    return None
+vs = require_module("vercel.sandbox.sync")
+vercel_api = require_module("vercel.api")
+vercel_sandbox = require_module("vercel.sandbox")
+requests = require_module("requests")
 
 
 @pytest.fixture(scope="module")
 def fake():
-    if not _docker_ok():
-        _missing("Docker is not available")
-    binary = _fake_binary()
-    if binary is None:
-        _missing("fake-vercel not built: cargo build -p sbx-tests --bin fake-vercel")
+    require_docker()
+    binary = fake_binary("fake-vercel")
     proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, text=True)
     env = {}
     for _ in range(4):
