@@ -2,4 +2,5 @@
 
 pub mod daytona;
 pub mod e2b;
+mod faults;
 pub mod vercel;

@@ -42,12 +42,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod control;
 mod preview;
 mod toolbox;
+
+use super::faults::{Faults, InjectBody};
 
 use control::{archive, create, get_one, list, remove, set_interval, start, stop, toolbox_url, touch};
 use preview::preview_url;
@@ -94,13 +95,6 @@ pub struct FakeDaytona {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-struct Fault {
-    route: String,
-    status: u16,
-    retry_after: Option<u64>,
-    times: usize,
-}
-
 struct Preview {
     url: String,
     token: String,
@@ -143,8 +137,7 @@ struct Shared {
     /// Snapshot name → local Docker image, besides [`SNAPSHOT`] and the default.
     snapshots: Mutex<HashMap<String, String>>,
     previews: Mutex<HashMap<(String, u16), Preview>>,
-    faults: Mutex<Vec<Fault>>,
-    hits: Mutex<HashMap<String, usize>>,
+    faults: Faults,
     http: reqwest::Client,
 }
 
@@ -164,8 +157,7 @@ impl FakeDaytona {
             sandboxes: Mutex::default(),
             snapshots: Mutex::default(),
             previews: Mutex::default(),
-            faults: Mutex::default(),
-            hits: Mutex::default(),
+            faults: Faults::default(),
             http: reqwest::Client::builder().no_proxy().build().expect("reqwest"),
         });
         let app = router(state.clone());
@@ -205,12 +197,12 @@ impl FakeDaytona {
 
     /// Like [`Self::fail_next`] for the next `times` requests.
     pub fn fail_times(&self, route: &str, status: u16, retry_after: Option<u64>, times: usize) {
-        self.state.faults.lock().unwrap().push(Fault { route: route.to_owned(), status, retry_after, times });
+        self.state.faults.push(route, status, retry_after, times);
     }
 
     /// How many requests reached `route` (faulted ones included).
     pub fn hits(&self, route: &str) -> usize {
-        self.state.hits.lock().unwrap().get(route).copied().unwrap_or(0)
+        self.state.faults.hits(route)
     }
 
     /// Ids of the sandboxes that exist.
@@ -282,25 +274,15 @@ fn router(state: Arc<Shared>) -> Router {
         .with_state(state)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InjectBody {
-    route: String,
-    status: u16,
-    retry_after: Option<u64>,
-    times: Option<usize>,
-}
-
 /// `POST /_fake/fail` (not Daytona's): [`FakeDaytona::fail_times`] for out-of-process clients (the oracle).
 async fn inject(State(st): S, Json(b): Json<InjectBody>) -> Response {
-    let times = b.times.unwrap_or(1).max(1);
-    st.faults.lock().unwrap().push(Fault { route: b.route, status: b.status, retry_after: b.retry_after, times });
+    st.faults.inject(b);
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// `DELETE /_fake/fail`: forgets every pending fault.
 async fn clear_faults(State(st): S) -> Response {
-    st.faults.lock().unwrap().clear();
+    st.faults.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -318,26 +300,12 @@ fn not_found(id: &str) -> Response {
 /// Auth, fault injection and hit counting, before every route.
 async fn gate(State(st): S, path: MatchedPath, req: Request, next: Next) -> Response {
     let route = format!("{} {}", req.method(), path.as_str());
-    *st.hits.lock().unwrap().entry(route.clone()).or_default() += 1;
+    st.faults.count(&route);
     let want = format!("Bearer {}", st.config.api_key);
     if req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
         return nest(401, "Invalid credentials");
     }
-    let fault = {
-        let mut faults = st.faults.lock().unwrap();
-        match faults.iter().position(|f| f.route == route) {
-            Some(i) => {
-                let f = &mut faults[i];
-                f.times -= 1;
-                let out = (f.status, f.retry_after);
-                if f.times == 0 {
-                    faults.remove(i);
-                }
-                Some(out)
-            }
-            None => None,
-        }
-    };
+    let fault = st.faults.take(&route);
     if let Some((status, retry_after)) = fault {
         let message = match status {
             429 => "ThrottlerException: Too Many Requests",

@@ -37,6 +37,8 @@ mod cmd;
 mod control;
 mod fs;
 
+use super::faults::{Faults, InjectBody};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -47,7 +49,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
 /// The Docker label every container of the fake carries (value `vercel`).
@@ -93,13 +94,6 @@ pub struct FakeVercel {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-struct Fault {
-    route: String,
-    status: u16,
-    retry_after: Option<u64>,
-    times: usize,
-}
-
 pub(crate) struct Shared {
     config: FakeConfig,
     /// The fake's own port (container names carry it, so two fakes never collide).
@@ -107,8 +101,7 @@ pub(crate) struct Shared {
     sandboxes: Mutex<HashMap<String, control::Sb>>,
     commands: Mutex<HashMap<String, Arc<cmd::Cmd>>>,
     routes: Mutex<HashMap<(String, u16), control::RouteProxy>>,
-    faults: Mutex<Vec<Fault>>,
-    hits: Mutex<HashMap<String, usize>>,
+    faults: Faults,
     http: reqwest::Client,
 }
 
@@ -128,8 +121,7 @@ impl FakeVercel {
             sandboxes: Mutex::default(),
             commands: Mutex::default(),
             routes: Mutex::default(),
-            faults: Mutex::default(),
-            hits: Mutex::default(),
+            faults: Faults::default(),
             http: reqwest::Client::builder().no_proxy().build().expect("reqwest"),
         });
         let app = router(state.clone());
@@ -179,12 +171,12 @@ impl FakeVercel {
 
     /// Like [`Self::fail_next`] for the next `times` requests.
     pub fn fail_times(&self, route: &str, status: u16, retry_after: Option<u64>, times: usize) {
-        self.state.faults.lock().unwrap().push(Fault { route: route.to_owned(), status, retry_after, times });
+        self.state.faults.push(route, status, retry_after, times);
     }
 
     /// How many requests reached `route` (faulted ones included).
     pub fn hits(&self, route: &str) -> usize {
-        self.state.hits.lock().unwrap().get(route).copied().unwrap_or(0)
+        self.state.faults.hits(route)
     }
 
     /// Names of the sandboxes that exist.
@@ -263,32 +255,22 @@ pub(crate) fn error(status: u16, code: &str, message: &str) -> Response {
     (s, Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InjectBody {
-    route: String,
-    status: u16,
-    retry_after: Option<u64>,
-    times: Option<usize>,
-}
-
 /// `POST /_fake/fail` (not Vercel's): [`FakeVercel::fail_times`] for out-of-process clients (the oracle).
 async fn inject(State(st): S, Json(b): Json<InjectBody>) -> Response {
-    let times = b.times.unwrap_or(1).max(1);
-    st.faults.lock().unwrap().push(Fault { route: b.route, status: b.status, retry_after: b.retry_after, times });
+    st.faults.inject(b);
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// `DELETE /_fake/fail`: forgets every pending fault.
 async fn clear_faults(State(st): S) -> Response {
-    st.faults.lock().unwrap().clear();
+    st.faults.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// Hit counting, auth (token and team), then fault injection, before every route.
 async fn gate(State(st): S, path: MatchedPath, Query(q): Query<HashMap<String, String>>, req: Request, next: Next) -> Response {
     let route = format!("{} {}", req.method(), path.as_str());
-    *st.hits.lock().unwrap().entry(route.clone()).or_default() += 1;
+    st.faults.count(&route);
     if std::env::var("SBX_FAKE_VERCEL_LOG").is_ok_and(|v| v == "1") {
         eprintln!("fake-vercel: {} {}", req.method(), req.uri());
     }
@@ -300,18 +282,7 @@ async fn gate(State(st): S, path: MatchedPath, Query(q): Query<HashMap<String, S
     if q.get("teamId") != Some(&st.config.team_id) {
         return error(403, "forbidden", "You don't have permission to access this team");
     }
-    let fault = {
-        let mut faults = st.faults.lock().unwrap();
-        faults.iter().position(|f| f.route == route).map(|i| {
-            let f = &mut faults[i];
-            f.times -= 1;
-            let out = (f.status, f.retry_after);
-            if f.times == 0 {
-                faults.remove(i);
-            }
-            out
-        })
-    };
+    let fault = st.faults.take(&route);
     if let Some((status, retry_after)) = fault {
         let (code, message) = match status {
             429 => ("rate_limited", "Too many requests, slow down"),
