@@ -4,7 +4,8 @@
 #      `sbx auth login` tests) (required), skopeo (optional)
 #   2. a Python venv with tests/oracle/requirements.txt (pytest, schemathesis, provider SDKs)
 #   3. the real agent binaries (Claude Code, Codex), extracted from their PyPI wheels
-#   4. the sbx-base Docker image (templates/docker/build.sh)
+#   4. the sbx-base Docker image (templates/docker/build.sh), and on top of it the OpenSSH test server
+#      image (templates/sshd/build.sh: Debian's openssh-server and fish) for the ssh provider's tests
 #   5. $SBX_TEST_CACHE/env.sh with the paths below
 # Everything is cached outside the repo under ${SBX_TEST_CACHE:-$HOME/.cache/sbx-test}; a re-run
 # with everything present takes a few seconds. Detailed output of each step goes to
@@ -13,7 +14,8 @@
 # Env: SBX_TEST_CACHE   cache dir (default ~/.cache/sbx-test)
 #      SBX_PYTHON       interpreter for the venv (default python3)
 #      SBX_SKIP_DOCKER=1  skip the Docker image (SBX_BASE_IMAGE is then empty)
-# Output: export lines for SBX_TEST_CACHE SBX_TEST_VENV SBX_CLAUDE_BIN SBX_CODEX_BIN SBX_BASE_IMAGE,
+# Output: export lines for SBX_TEST_CACHE SBX_TEST_VENV SBX_CLAUDE_BIN SBX_CODEX_BIN SBX_BASE_IMAGE
+#         SBX_SSHD_IMAGE,
 #         also written to $SBX_TEST_CACHE/env.sh.
 set -euo pipefail
 
@@ -60,7 +62,9 @@ if ! flock -n 8; then
 fi
 
 # ---- 1. apt packages -------------------------------------------------------------------------
-apt_required=(debootstrap docker-registry dbus-daemon dbus-bin gnome-keyring)
+# openssh-client: ssh-keygen, ssh-agent and ssh-add for the ssh provider's tests (the server side runs
+# in a container, templates/sshd/).
+apt_required=(debootstrap docker-registry dbus-daemon dbus-bin gnome-keyring openssh-client)
 apt_optional=(skopeo)
 has_deb() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
 apt_install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "$@"; }
@@ -204,6 +208,7 @@ if [ ${#did[@]} -eq 0 ]; then done_ "ok (cached) $summary"; else done_ "${did[*]
 step 4/5 "docker image"
 LOG=$LOGS/docker.log
 BASE_IMAGE=
+SSHD_IMAGE=
 if [ "${SBX_SKIP_DOCKER:-0}" = 1 ]; then
   done_ "skipped (SBX_SKIP_DOCKER=1)"
 else
@@ -218,6 +223,12 @@ else
   else
     done_ "built $BASE_IMAGE (debootstrap + docker import)"
   fi
+  STEP_T0=$SECONDS
+  printf '[4/5] %-16s ' "sshd image"
+  out=$(bash "$REPO/templates/sshd/build.sh" "$BASE_IMAGE" 2>>"$LOG") || fail "templates/sshd/build.sh" "$LOG"
+  SSHD_IMAGE=$(printf '%s\n' "$out" | tail -n1)
+  [ -n "$SSHD_IMAGE" ] || fail "templates/sshd/build.sh printed no image reference" "$LOG"
+  if grep -q "$SSHD_IMAGE already present" "$LOG"; then done_ "ok (cached) $SSHD_IMAGE"; else done_ "built $SSHD_IMAGE (openssh-server, fish)"; fi
 fi
 
 # ---- 5. env.sh -------------------------------------------------------------------------------
@@ -228,6 +239,7 @@ env_lines=$(
   printf 'export SBX_CLAUDE_BIN=%q\n' "$AGENTS/claude"
   printf 'export SBX_CODEX_BIN=%q\n' "$AGENTS/codex"
   printf 'export SBX_BASE_IMAGE=%q\n' "$BASE_IMAGE"
+  printf 'export SBX_SSHD_IMAGE=%q\n' "$SSHD_IMAGE"
 )
 if [ -f "$CACHE/env.sh" ] && [ "$(cat "$CACHE/env.sh")" = "$env_lines" ]; then
   done_ "ok (cached) $CACHE/env.sh"

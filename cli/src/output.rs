@@ -150,6 +150,9 @@ fn classify_one(cause: &(dyn std::error::Error + 'static)) -> Option<(Exit, Opti
     }
     if let Some(e) = cause.downcast_ref::<P>() {
         return Some(match e {
+            P::Auth { provider, .. } if *provider == sbx_providers::registry::SSH.name => {
+                (Exit::Auth, Some("SSH keys come from ssh-agent (`ssh-add`) and ~/.ssh; host keys from ~/.ssh/known_hosts (docs/providers/ssh.md)".into()))
+            }
             P::Auth { provider, .. } => {
                 (Exit::Auth, Some(format!("`sbx auth login {provider}` stores a key; `sbx auth status` shows what sbx finds")))
             }

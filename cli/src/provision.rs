@@ -49,8 +49,40 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<LayerBars>>) -
             Arc::new(sbx_providers::daytona::DaytonaProvider::from_env_with_key(key.key.expose())?)
         }
         n if n == registry::VERCEL.name => Arc::new(crate::context::vercel_provider()?),
+        n if n == registry::SSH.name => Arc::new(ssh_provider()),
         other => unreachable!("registered provider `{other}` has no constructor in provision::provider"),
     })
+}
+
+/// `sbx up --host`/`--accept-new` for the SSH provider of this process (flags win over the environment).
+static SSH_FLAGS: std::sync::OnceLock<(Option<String>, bool)> = std::sync::OnceLock::new();
+
+/// Records `sbx up --host HOST --accept-new` before the SSH provider is made.
+pub fn set_ssh_flags(host: Option<String>, accept_new: bool) {
+    let _ = SSH_FLAGS.set((host, accept_new));
+}
+
+/// The SSH provider: hosts from `--host`, `SBX_SSH_HOST` and the sandboxes recorded on this machine
+/// (so `sbx ls`/`sbx gc` look at every host this machine made sandboxes on); the runtime that
+/// `sbx up` would upload names the remote copy.
+fn ssh_provider() -> sbx_providers::ssh::SshProvider {
+    let mut p = sbx_providers::ssh::SshProvider::from_env();
+    if let Some((host, accept_new)) = SSH_FLAGS.get() {
+        if let Some(h) = host {
+            p = p.with_host(h.clone());
+        }
+        if *accept_new {
+            p = p.accept_new();
+        }
+    }
+    if let Ok(state) = State::open_default() {
+        let recorded = state.list().unwrap_or_default().into_iter().filter(|r| r.provider == registry::SSH.name);
+        p = p.also_list(recorded.filter_map(|r| r.id.rsplit_once('/').map(|(dest, _)| dest.to_owned())));
+    }
+    if let Ok(rt) = bootstrap::locate_runtime(true) {
+        p = p.with_runtime(&rt);
+    }
+    p
 }
 
 /// The registry entry of `name`, or a usage error that suggests the closest name.
@@ -432,7 +464,7 @@ mod tests {
         p.sandbox.name = "-bad".into();
         assert!(p.validate().is_err());
         let e = Plan::new("kubernetes", "x").unwrap_err().to_string();
-        assert_eq!(e, "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel");
+        assert_eq!(e, "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel, ssh");
     }
 
     #[test]

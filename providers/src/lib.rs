@@ -36,6 +36,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod local;
 pub mod registry;
+pub mod ssh;
 mod util;
 pub mod vercel;
 

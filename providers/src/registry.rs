@@ -149,9 +149,30 @@ pub const VERCEL: ProviderInfo = ProviderInfo {
     keep_alive: true,
 };
 
+/// `ssh`: a directory on a machine reached over SSH, with the runtime confined to it (no isolation).
+pub const SSH: ProviderInfo = ProviderInfo {
+    name: "ssh",
+    summary: "a directory on any Linux x86_64 host you can ssh into; processes run as that user",
+    capabilities: Capabilities {
+        pause: false,
+        network_none: false,
+        public_ports: false,
+        resource_limits: false,
+        isolated: false,
+        snapshots: false,
+        keyless_route: false,
+        max_lifetime: None,
+    },
+    env: &[crate::ssh::ENV_HOST, crate::ssh::ENV_ACCEPT_NEW, crate::ssh::ENV_DIR, crate::ssh::ENV_IDLE_TIMEOUT, "SSH_AUTH_SOCK"],
+    auth: &[],
+    connect: "a local Unix socket forwarded over the SSH connection (direct-tcpip) to the runtime on the host's loopback",
+    docs: "docs/providers/ssh.md",
+    keep_alive: false,
+};
+
 /// Every registered provider, in the order the CLI lists them.
 pub fn all() -> &'static [ProviderInfo] {
-    const ALL: &[ProviderInfo] = &[LOCAL, DOCKER, E2B, DAYTONA, VERCEL];
+    const ALL: &[ProviderInfo] = &[LOCAL, DOCKER, E2B, DAYTONA, VERCEL, SSH];
     ALL
 }
 
@@ -276,10 +297,10 @@ mod tests {
         assert_eq!(get("docker").unwrap().name, "docker");
         let e = get("dokcer").unwrap_err();
         assert_eq!(e.suggestion, Some("docker"));
-        assert_eq!(e.to_string(), "unknown provider `dokcer`; did you mean `docker`? valid providers: local, docker, e2b, daytona, vercel");
+        assert_eq!(e.to_string(), "unknown provider `dokcer`; did you mean `docker`? valid providers: local, docker, e2b, daytona, vercel, ssh");
         let e = get("kubernetes").unwrap_err();
         assert_eq!(e.suggestion, None, "{e}");
-        assert_eq!(e.to_string(), "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel");
+        assert_eq!(e.to_string(), "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel, ssh");
         assert_eq!(get("E2B").unwrap_err().suggestion, Some("e2b"));
     }
 

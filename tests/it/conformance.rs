@@ -29,6 +29,7 @@ struct Target {
     e2b: Option<FakeE2b>,
     daytona: Option<FakeDaytona>,
     vercel: Option<FakeVercel>,
+    sshd: Option<sbx_tests::sshd::SshServer>,
 }
 
 impl Target {
@@ -42,6 +43,7 @@ impl Target {
             e2b: None,
             daytona: None,
             vercel: None,
+            sshd: None,
         }
     }
 
@@ -75,6 +77,9 @@ impl Target {
         }
         if let Some(fake) = &self.vercel {
             left.extend(fake.sandbox_names().into_iter().map(|id| format!("vercel sandbox {id}")));
+        }
+        if let Some(server) = &self.sshd {
+            left.extend(server.leftovers().into_iter().map(|l| format!("on the ssh server: {l}")));
         }
         left
     }
@@ -142,6 +147,19 @@ async fn vercel() -> Option<Target> {
     Some(t)
 }
 
+/// A real OpenSSH server in a container (fish login shell, noexec /tmp); no Docker or no image is a
+/// failure, not a skip.
+async fn ssh() -> Option<Target> {
+    assert!(sbx_tests::docker_available(), "the ssh provider's tests need Docker for their sshd");
+    let server = sbx_tests::sshd::SshServer::start(&[]);
+    server.trust();
+    let runtime = sbx_tests::static_runtime();
+    let provider = sbx_providers::ssh::SshProvider::new(vec![server.dest()], server.opts()).with_runtime(&runtime);
+    let mut t = Target::new(Arc::new(provider));
+    t.sshd = Some(server);
+    Some(t)
+}
+
 /// For each `name => constructor`: `conforms` (the suite) and `survives_faults` (the fault tests), and
 /// the list of names under test.
 macro_rules! conformance_runs {
@@ -180,6 +198,7 @@ conformance_runs! {
     e2b => e2b(),
     daytona => daytona(),
     vercel => vercel(),
+    ssh => ssh(),
 }
 
 #[test]

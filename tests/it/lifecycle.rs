@@ -299,7 +299,7 @@ fn unknown_providers_are_named_with_the_valid_ones() {
         .output()
         .expect("sbx");
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(text(&out.stderr).trim(), "error: unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel");
+    assert_eq!(text(&out.stderr).trim(), "error: unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel, ssh");
     let out = Command::new(bin("sbx")).args(["providers", "--json"]).output().expect("sbx providers");
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();

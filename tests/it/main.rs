@@ -23,4 +23,5 @@ mod run;
 mod run_agents;
 mod secrets;
 mod sessions;
+mod ssh;
 mod vercel;

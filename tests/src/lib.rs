@@ -7,6 +7,7 @@ pub mod fake_llm;
 pub mod fakes;
 pub mod release_channel;
 pub mod sessions;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -50,6 +50,17 @@ SBX_AGENT_MIRROR=http://mirror.internal/{agent}/{version}/{agent} sbx-agent inst
         #[command(subcommand)]
         command: crate::credentials::cli::CredentialsCommand,
     },
+    /// Relay stdin/stdout to a TCP port on this machine until either side ends: how the ssh provider
+    /// reaches the runtime when the SSH server forbids forwarding.
+    #[command(hide = true)]
+    Connect {
+        /// Host to connect to.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        /// Port to connect to.
+        #[arg(long)]
+        port: u16,
+    },
     /// Sleep forever: the keep-alive process of containers whose image has no `sleep` (used by the
     /// Docker provider for scratch and distroless images; the real server is started next to it).
     #[command(hide = true)]
@@ -187,6 +198,10 @@ pub struct ServerArgs {
     /// Max log bytes kept per managed process.
     #[arg(long)]
     pub max_log_bytes: Option<u64>,
+    /// End after this many seconds with no request and no managed process or terminal running
+    /// (0 or unset: never). The ssh provider sets it, so a forgotten sandbox does not run forever.
+    #[arg(long, value_name = "SECS", env = "SBX_AGENT_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
 }
 
 impl ServerArgs {
@@ -250,6 +265,7 @@ impl ServerArgs {
             state_dir: Some(self.state_dir.clone().unwrap_or_else(state_dir)),
             helper_exe: None,
             session_env: Default::default(),
+            idle_timeout: self.idle_timeout.filter(|s| *s > 0).map(std::time::Duration::from_secs),
         })
     }
 }
@@ -359,10 +375,45 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Connect { host, port } => connect(host, port),
         Command::Idle => loop {
             // `park` may wake spuriously; SIGTERM (forwarded by the container's init) ends the process.
             std::thread::park();
         },
+    }
+}
+
+/// `sbx-agent connect`: stdin → the TCP port, the port → stdout. Ends when the port's side ends
+/// (stdin may stay open: the client keeps idle connections), by `exit`, since a read of stdin in
+/// progress would otherwise keep the process alive.
+fn connect(host: IpAddr, port: u16) -> ExitCode {
+    use tokio::io::AsyncWriteExt;
+    let done = runtime().block_on(async {
+        let mut tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        let (mut from, mut to) = tcp.split();
+        let (mut stdin, mut stdout) = (tokio::io::stdin(), tokio::io::stdout());
+        let up = async {
+            let r = tokio::io::copy(&mut stdin, &mut to).await;
+            let _ = to.shutdown().await;
+            r
+        };
+        let down = async {
+            let r = tokio::io::copy(&mut from, &mut stdout).await;
+            let _ = stdout.flush().await;
+            r
+        };
+        tokio::pin!(up, down);
+        tokio::select! {
+            d = &mut down => d,
+            u = &mut up => { u?; down.await }
+        }
+    });
+    match done {
+        Ok(_) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("sbx-agent connect {host}:{port}: {e}");
+            std::process::exit(1)
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use crate::api::{Health, Problem, ProblemKind};
 
 mod auth;
+mod idle;
 pub mod cli;
 pub mod daemon;
 pub mod error;
@@ -100,6 +101,8 @@ pub struct ServerConfig {
     pub helper_exe: Option<PathBuf>,
     /// Environment every agent session gets (under its own; see [`crate::server_env::SESSION_ENV_PREFIX`]).
     pub session_env: std::collections::BTreeMap<String, String>,
+    /// End the server after this long with no request and no managed process (`None`: never).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl ServerConfig {
@@ -117,6 +120,7 @@ impl ServerConfig {
             state_dir: None,
             helper_exe: None,
             session_env: Default::default(),
+            idle_timeout: None,
         }
     }
 }
@@ -320,6 +324,7 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    activity: Arc<idle::Activity>,
 }
 
 impl RunningServer {
@@ -357,7 +362,11 @@ pub async fn start(config: ServerConfig) -> std::io::Result<RunningServer> {
     if recovered > 0 {
         tracing::info!(sessions = recovered, "reopened sessions from their journals");
     }
-    let app = router(state.clone());
+    let activity = idle::Activity::new();
+    let mut app = router(state.clone());
+    if config.idle_timeout.is_some() {
+        app = app.layer(middleware::from_fn_with_state(activity.clone(), idle::track));
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let mut addr = None;
@@ -396,12 +405,21 @@ pub async fn start(config: ServerConfig) -> std::io::Result<RunningServer> {
             "nothing to listen on: give a TCP address or --unix PATH",
         ));
     }
-    Ok(RunningServer { addr, unix_socket: config.unix_socket.clone(), state, shutdown: tx, tasks })
+    Ok(RunningServer { addr, unix_socket: config.unix_socket.clone(), state, shutdown: tx, tasks, activity })
 }
 
 /// Starts the server and stops it cleanly on SIGTERM or SIGINT.
 pub async fn serve(config: ServerConfig) -> std::io::Result<()> {
+    let idle_timeout = config.idle_timeout;
     let server = start(config).await?;
+    if let Some(limit) = idle_timeout {
+        let (tx, activity, state) = (server.shutdown.clone(), server.activity.clone(), server.state.clone());
+        tokio::spawn(async move {
+            idle::idle(activity, state, limit).await;
+            runtime_log::shutting_down();
+            let _ = tx.send(true);
+        });
+    }
     let tx = server.shutdown.clone();
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -59,6 +59,14 @@ pub struct UpArgs {
     /// (claude, codex, opencode, amp; comma-separated). Nothing crosses in unless named here.
     #[arg(long, value_delimiter = ',', value_name = "AGENTS")]
     pub credentials: Vec<String>,
+    /// `--provider ssh`: the host, `[user@]host[:port]` or an alias from ~/.ssh/config
+    /// (default: the first of $SBX_SSH_HOST).
+    #[arg(long, value_name = "DEST", help_heading = "SSH")]
+    pub host: Option<String>,
+    /// `--provider ssh`: learn the host's key when known_hosts does not know it yet (trust on first
+    /// use; a changed key is refused all the same). SBX_SSH_ACCEPT_NEW=1 does the same.
+    #[arg(long, help_heading = "SSH")]
+    pub accept_new: bool,
     /// Take over an existing sandbox of --provider by its id instead of making one: resume it if it is
     /// paused, start the runtime in it, and record it under --name (default: its sbx name).
     #[arg(long, value_name = "ID", conflicts_with_all = ["image", "env", "env_file", "cpus", "memory", "ports", "labels", "ttl"])]
@@ -167,6 +175,12 @@ fn plan(a: &UpArgs, name: String) -> Result<Plan> {
 
 /// Runs `sbx up`.
 pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
+    if a.host.is_some() || a.accept_new {
+        if a.provider != sbx_providers::registry::SSH.name {
+            return Err(usage("--host and --accept-new are for --provider ssh"));
+        }
+        provision::set_ssh_flags(a.host.clone(), a.accept_new);
+    }
     if let Some(id) = a.resume.clone() {
         let info = provision::info(&a.provider)?;
         let progress = Arc::new(Progress::new(&ctx.out, info.name));

@@ -459,6 +459,12 @@ impl ProcessManager {
         Ok(())
     }
 
+    /// Whether a managed process or a terminal is running (the runtime is not idle then).
+    pub(crate) fn busy(&self) -> bool {
+        let table = lock(&self.table);
+        !table.ptys.is_empty() || table.procs.values().any(|p| p.is_running())
+    }
+
     /// Kills every managed process and terminal (server shutdown), waiting briefly for them to go.
     pub async fn kill_all(&self) {
         let (procs, ptys): (Vec<Arc<Managed>>, Vec<u32>) = {
