@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (idempotent, cached outside the
-# repo), builds once, then runs the Rust tests, the API fuzz pass, and the Python oracles.
+# repo), builds once, then runs the Rust tests, the release path (archive, installer, action), the API
+# fuzz pass, and the Python oracles.
 #
 # Env: SBX_FUZZ_SECONDS (default 90), SBX_SKIP_FUZZ=1, SBX_SLOW=1 (also run slow scenarios).
 set -euo pipefail
@@ -25,6 +26,9 @@ export SBX_RUNTIME SBX_REQUIRE_DOCKER=1 SBX_REQUIRE_AGENTS=1
 
 step "Rust tests"
 cargo nextest run --locked --workspace --no-fail-fast --profile ci
+
+step "release path: archives, installer, GitHub Action (install/test-release.sh)"
+bash install/test-release.sh
 
 if [ "${SBX_SKIP_FUZZ:-0}" != 1 ]; then
   step "API fuzz pass (schemathesis against /v1/openapi.json)"

@@ -9,7 +9,14 @@ use crate::commands;
 #[derive(Parser, Debug)]
 #[command(
     name = "sbx",
-    version = concat!(env!("CARGO_PKG_VERSION"), " — the coding-agent sandbox CLI (not Docker's `sbx`)"),
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("SBX_BUILD_COMMIT"),
+        " ",
+        env!("SBX_BUILD_TARGET"),
+        ") — the coding-agent sandbox CLI (not Docker's `sbx`)"
+    ),
     about = "A sandbox for your coding agent on any provider: local, docker, e2b, daytona, vercel, modal.",
     long_about = None,
     after_help = "Examples:\n  sbx up --provider local --name dev          # a sandbox, no Docker or cloud needed\n  sbx exec dev -- git status                  # run a command in it\n  sbx shell dev                               # an interactive terminal\n  sbx down dev                                # destroy it\n\nDocs: docs/ in the repository; `sbx <command> --help` for each command.",
@@ -104,4 +111,6 @@ pub enum Command {
     Config(crate::run::ConfigArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
+    /// Replace this sbx (and its sbx-agent) with a newer release, checksums verified (runs the installer).
+    SelfUpdate(commands::self_update::SelfUpdateArgs),
 }

@@ -327,8 +327,16 @@ fn duplicate_name_is_refused() {
 #[test]
 fn version_says_what_sbx_is() {
     let out = Sbx::new().ok(&["--version"]);
-    insta::with_settings!({ filters => vec![(r"\d+\.\d+\.\d+\S*", "[VERSION]")] }, {
-        insta::assert_snapshot!("version", text(&out.stdout));
+    let line = text(&out.stdout);
+    // The build, named: version, git commit (12 hex digits, or "unknown" outside git) and target triple;
+    // the snapshot matches only when every filter below found its part.
+    assert!(line.contains(std::env::consts::ARCH) && line.contains(std::env::consts::OS), "{line}");
+    insta::with_settings!({ filters => vec![
+        (r"^sbx \d+\.\d+\.\d+\S*", "sbx [VERSION]"),
+        (r"\(([0-9a-f]{12}|unknown) ", "([COMMIT] "),
+        (r" [a-z0-9_]+-[a-z0-9_]+-[a-z0-9_]+(-[a-z0-9_]+)?\)", " [TARGET])"),
+    ] }, {
+        insta::assert_snapshot!("version", line);
     });
 }
 

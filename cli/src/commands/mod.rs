@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod ls;
 pub mod providers;
+pub mod self_update;
 pub mod shell;
 pub mod status;
 pub mod session;
@@ -33,6 +34,7 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Credentials(a) => return credentials::run(&out, a),
         Command::Config(a) => return crate::run::config_command(&out, a),
         Command::Providers(a) => return providers::run(&out, &a),
+        Command::SelfUpdate(a) => return self_update::run(&out, &a).await,
         other => other,
     };
     let ctx = Ctx::open(out)?;
@@ -54,7 +56,9 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Agent(a) => agent::run(&ctx, a).await,
         Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Auth(a) => auth::run(&ctx, a).await,
-        Command::Credentials(_) | Command::Config(_) | Command::Providers(_) => unreachable!("handled above"),
+        Command::Credentials(_) | Command::Config(_) | Command::Providers(_) | Command::SelfUpdate(_) => {
+            unreachable!("handled above")
+        }
         Command::Run(a) => crate::run::run(&ctx, a).await,
         Command::Runs(a) => crate::run::runs_command(&ctx, a),
         Command::Completions(_) => unreachable!("handled above"),
