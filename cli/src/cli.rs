@@ -103,6 +103,12 @@ pub enum Command {
     Providers(commands::providers::ProvidersArgs),
     /// Cloud provider API keys (stored in a file only you can read): login, logout, status.
     Auth(commands::auth::AuthArgs),
+    /// Serve a keyless sandbox's LLM relay from this machine until Ctrl-C (docs/keyless.md).
+    Attach(commands::keyless::AttachArgs),
+    /// Serve the LLM relay of every keyless sandbox on this machine until Ctrl-C.
+    Proxy(commands::keyless::ProxyArgs),
+    /// Model requests relayed for keyless sandboxes: sandbox, session, model, tokens, latency, status.
+    Usage(commands::keyless::UsageArgs),
     /// Run many tasks, each in its own sandbox with an agent, from an sbx.yaml (for CI).
     Run(crate::run::RunArgs),
     /// Runs recorded on this machine: ls, show.

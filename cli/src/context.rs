@@ -16,12 +16,21 @@ pub struct Ctx {
     pub out: Output,
     /// Host state.
     pub state: State,
+    /// The LLM relays of keyless sandboxes this command serves while it runs (none unless
+    /// [`Ctx::serve_relays`] was called: only commands that run agents serve them).
+    pub attachments: crate::keyless::Attachments,
 }
 
 impl Ctx {
     /// Opens the state.
     pub fn open(out: Output) -> Result<Self> {
-        Ok(Self { out, state: State::open_default()? })
+        Ok(Self { out, state: State::open_default()?, attachments: Default::default() })
+    }
+
+    /// From now on, every keyless sandbox this command reaches gets its LLM relay served by this
+    /// process until it ends (`sbx session`, `sbx prompt`, `sbx run`).
+    pub fn serve_relays(&mut self) {
+        self.attachments = crate::keyless::Attachments::new(self.state.path());
     }
 
     /// A sandbox by name, or an error that says how to find names.
@@ -36,6 +45,14 @@ impl Ctx {
     /// machine again). The provider (for Docker, a connection to the engine) is only opened then,
     /// which keeps it off the path of every `sbx exec`.
     pub async fn client(&self, rec: &SandboxRecord) -> Result<Client> {
+        let client = self.connect(rec).await?;
+        if self.state.relay_token(&rec.name)?.is_some() {
+            self.attachments.ensure(&rec.name, &client)?;
+        }
+        Ok(client)
+    }
+
+    async fn connect(&self, rec: &SandboxRecord) -> Result<Client> {
         if rec.status != "ready" {
             anyhow::bail!("sandbox `{}` is still being created (or its creation was interrupted; `sbx down {}` removes it)", rec.name, rec.name);
         }
@@ -47,17 +64,17 @@ impl Ctx {
         let client = handle.client()?;
         let (answers, ()) = tokio::join!(sbx_providers::bootstrap::answers(&client), keep_alive(rec));
         if answers {
-            crate::session_env::restore(&client, rec).await?;
+            crate::session_env::restore(&self.state, &client, rec).await?;
             return Ok(client);
         }
         let layout = rec.layout.clone().unwrap_or_default();
-        let lc = Lifecycle::new(provider(&rec.provider).await?).with_session_env(crate::session_env::for_record(rec)?);
+        let lc = Lifecycle::new(provider(&rec.provider).await?).with_session_env(crate::session_env::for_record(&self.state, rec)?);
         let back = lc.recover(&rec.id, &handle, &layout).await.with_context(|| format!("sandbox `{}`", rec.name))?;
         if back.runtime.endpoint != handle.endpoint {
             self.state.set_ready(&rec.name, &back.runtime.endpoint, &back.runtime.token, &layout)?;
         }
         if !back.restarted {
-            crate::session_env::restore(&back.client, rec).await?;
+            crate::session_env::restore(&self.state, &back.client, rec).await?;
         }
         Ok(back.client)
     }

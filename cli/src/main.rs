@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod commands;
 mod context;
+mod keyless;
 mod keystore;
 mod output;
 mod provision;

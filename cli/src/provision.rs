@@ -117,6 +117,9 @@ pub struct Plan {
     pub credentials: Vec<String>,
     /// Keep the sandbox when making it fails half-way (`--keep`; `SBX_KEEP=1` also keeps).
     pub keep: bool,
+    /// Keyless (`--keyless`, `keyless:` in sbx.yaml): the agents reach their model through the
+    /// runtime's LLM relay served by this host, with a relay token instead of a key.
+    pub keyless: Option<crate::keyless::Policy>,
     /// The run (an `sbx up`, an `sbx run`) it belongs to.
     pub run_id: String,
 }
@@ -129,6 +132,7 @@ impl Plan {
             sandbox: SandboxSpec::named(name),
             credentials: Vec::new(),
             keep: false,
+            keyless: None,
             run_id: bootstrap::fresh_token()[..12].to_owned(),
         })
     }
@@ -287,7 +291,16 @@ pub async fn up(ctx: &Ctx, plan: &Plan, opts: UpOptions) -> Result<Provisioned> 
     plan.validate()?;
     let name = plan.sandbox.name.clone();
     // Read the credentials first: a missing one fails before anything is created.
-    let session_env = credential_env(&plan.credentials)?;
+    let mut session_env = credential_env(&plan.credentials)?;
+    let relay_token = match &plan.keyless {
+        Some(policy) => {
+            policy.check()?;
+            let t = policy.mint(&name);
+            session_env.extend(crate::keyless::session_env(&t));
+            Some(t)
+        }
+        None => None,
+    };
     let expires_at = plan.expires_at(now_secs());
     let spec = plan.labelled_spec(&ctx.state.instance_id()?, expires_at);
     let provider = provider_with_pull_bars(plan.provider.name, opts.pull_bars.clone()).await?;
@@ -334,6 +347,9 @@ pub async fn up(ctx: &Ctx, plan: &Plan, opts: UpOptions) -> Result<Provisioned> 
     let phases = guard.recorder().phases();
     ctx.state.set_phases(&name, &phases)?;
     ctx.state.set_ready(&name, &booted.runtime.endpoint, &booted.runtime.token, &booted.layout)?;
+    if let Some(t) = &relay_token {
+        ctx.state.put_relay_token(t)?;
+    }
     let sandbox = guard.disarm();
     reservation.commit();
     Ok(Provisioned { name, provider: plan.provider.name, id: sandbox.id, endpoint: booted.runtime.endpoint, expires_at, phases })

@@ -55,7 +55,8 @@ pub struct SandboxRecord {
 
 /// An open state database.
 pub struct State {
-    conn: Connection,
+    pub(crate) conn: Connection,
+    path: PathBuf,
 }
 
 fn restrict(path: &Path) {
@@ -94,7 +95,12 @@ impl State {
         for suffix in ["", "-wal", "-shm"] {
             restrict(&PathBuf::from(format!("{}{suffix}", path.display())));
         }
-        Ok(Self { conn })
+        Ok(Self { conn, path: path.to_path_buf() })
+    }
+
+    /// The database file (another connection to it: [`State::open`]).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// This database's id (made on first use), put on every sandbox as [`sbx_providers::labels::STATE_ID`].
@@ -147,9 +153,11 @@ impl State {
         Ok(())
     }
 
-    /// Forgets a sandbox.
+    /// Forgets a sandbox. Its LLM relay token (keyless) is revoked, not deleted: `sbx usage` still
+    /// shows its requests.
     pub fn remove(&self, name: &str) -> Result<()> {
         self.conn.execute("DELETE FROM sandboxes WHERE name = ?1", params![name])?;
+        self.revoke_relay_token(name, now_secs())?;
         Ok(())
     }
 
@@ -330,6 +338,36 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,
     summary TEXT
 );
+CREATE TABLE IF NOT EXISTS relay_tokens (
+    sandbox TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    agents TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    ttl_secs INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    rpm INTEGER,
+    max_tokens INTEGER,
+    wait_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS llm_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sandbox TEXT NOT NULL,
+    session TEXT,
+    provider TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    model TEXT,
+    started_ms INTEGER NOT NULL,
+    admitted INTEGER NOT NULL,
+    status INTEGER,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    latency_ms INTEGER,
+    duration_ms INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS llm_requests_by_sandbox ON llm_requests (sandbox, started_ms);
 CREATE TABLE IF NOT EXISTS session_events (
     sandbox TEXT NOT NULL,
     session TEXT NOT NULL,

@@ -14,7 +14,7 @@ use sbx_tests::fakes::daytona::{FakeConfig, FakeDaytona};
 use sbx_tests::fakes::e2b::FakeE2b;
 use sbx_tests::fakes::vercel::FakeVercel;
 
-enum Target {
+pub(crate) enum Target {
     Local,
     Docker,
     E2b(FakeE2b),
@@ -54,12 +54,14 @@ impl Target {
     }
 }
 
-struct Box_ {
-    target: Target,
-    home: tempfile::TempDir,
-    name: String,
+pub(crate) struct Box_ {
+    pub(crate) target: Target,
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) name: String,
     /// Everything `sbx` printed.
-    transcript: String,
+    pub(crate) transcript: String,
+    /// More environment for `sbx` (e.g. the keyless upstream URLs, the agent binaries).
+    pub(crate) extra: Vec<(String, String)>,
 }
 
 fn text(b: &[u8]) -> String {
@@ -67,7 +69,8 @@ fn text(b: &[u8]) -> String {
 }
 
 impl Box_ {
-    async fn run(&mut self, args: &[&str]) -> Output {
+    /// `sbx ARGS` with this box's clean environment (not run yet).
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let h = self.home.path();
         let mut c = tokio::process::Command::new(bin("sbx"));
         // A clean environment: the keys are only in the files under this test's $HOME.
@@ -85,27 +88,31 @@ impl Box_ {
         if let Ok(v) = std::env::var("DOCKER_HOST") {
             c.env("DOCKER_HOST", v);
         }
-        for (k, v) in self.target.env() {
+        for (k, v) in self.target.env().into_iter().chain(self.extra.iter().cloned()) {
             c.env(k, v);
         }
-        let out = c.output().await.expect("run sbx");
+        c
+    }
+
+    pub(crate) async fn run(&mut self, args: &[&str]) -> Output {
+        let out = self.command(args).output().await.expect("run sbx");
         self.transcript.push_str(&text(&out.stdout));
         self.transcript.push_str(&text(&out.stderr));
         out
     }
 
-    async fn ok(&mut self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&mut self, args: &[&str]) -> String {
         let out = self.run(args).await;
         assert!(out.status.success(), "sbx {args:?} failed ({:?}):\n{}", out.status.code(), text(&out.stderr));
         text(&out.stdout)
     }
 
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         let db = rusqlite::Connection::open(self.home.path().join("state/sbx/sbx.db")).expect("state db");
         db.query_row("SELECT id FROM sandboxes WHERE name = ?1", [&self.name], |r| r.get::<_, String>(0)).expect("id")
     }
 
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         let db = rusqlite::Connection::open(self.home.path().join("state/sbx/sbx.db")).expect("state db");
         db.query_row("SELECT token FROM sandboxes WHERE name = ?1", [&self.name], |r| r.get::<_, String>(0)).expect("token")
     }
@@ -113,7 +120,7 @@ impl Box_ {
     /// Runs `script` with `sh` where the sandbox's processes run (in its container; on this host for
     /// local), `stdin` on its standard input. Secrets only ever travel on stdin, so the scan itself
     /// puts none on a command line.
-    async fn sh(&self, script: &str, stdin: &[u8]) -> Vec<u8> {
+    pub(crate) async fn sh(&self, script: &str, stdin: &[u8]) -> Vec<u8> {
         use tokio::io::AsyncWriteExt;
         let mut c = match self.target.container(&self.id()) {
             Some(container) => {
@@ -142,7 +149,7 @@ impl Box_ {
     }
 
     /// Kills the runtime (SIGKILL, so it cannot tidy up), as a crash would.
-    async fn kill_runtime(&self) {
+    pub(crate) async fn kill_runtime(&self) {
         // The runtime's command line names its binary and `server`; for local also this sandbox's dir.
         let mark = match self.target {
             Target::Local => format!("{}", self.home.path().join("state/sbx/local").join(self.id()).display()),
@@ -156,7 +163,7 @@ impl Box_ {
     }
 
     /// Every place in the sandbox that holds one of `secrets` (by label), or nothing.
-    async fn scan(&self, secrets: &[(&str, &str)]) -> Vec<String> {
+    pub(crate) async fn scan(&self, secrets: &[(&str, &str)]) -> Vec<String> {
         let mut hits = Vec::new();
         // /proc: every process's command line and environment, the runtime's included, taken by a
         // shell that skips only itself (its children are `cat`s of paths, and hold no secret).
@@ -229,7 +236,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn write(home: &Path, rel: &str, body: &str) {
+pub(crate) fn write(home: &Path, rel: &str, body: &str) {
     let p = home.join(rel);
     std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     std::fs::write(p, body).expect("write");
@@ -243,7 +250,7 @@ async fn no_secret_in_the_sandbox(target: Target) {
     write(h, ".claude.json", &format!(r#"{{"primaryApiKey": "{api_key}"}}"#));
     write(h, ".claude/.credentials.json", &format!(r#"{{"claudeAiOauth": {{"accessToken": "{oauth}", "expiresAt": 99999999999999}}}}"#));
     let name = format!("leak-{}-{}", target.provider(), &sbx_tests::random_token()[..6]);
-    let mut b = Box_ { target, home, name: name.clone(), transcript: String::new() };
+    let mut b = Box_ { target, home, name: name.clone(), transcript: String::new(), extra: Vec::new() };
     let provider = b.target.provider();
     let mut up = vec!["up", "--provider", provider, "--name", &name, "--credentials", "claude", "--env", "SBX_AGENT_LOG=trace"];
     let image = crate::conformance::base_image();

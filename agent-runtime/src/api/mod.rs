@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub mod fs;
+pub mod llm_relay;
 pub mod process;
 pub mod runtime_log;
 pub mod session;

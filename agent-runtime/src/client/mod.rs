@@ -24,6 +24,8 @@ pub use process::{FollowOptions, LogEvent, LogFollow, PtyEvent, PtyOptions, PtyR
 mod runtime_log;
 mod session;
 mod session_env;
+mod llm_relay;
+pub use llm_relay::RelaySocket;
 pub use session::EventFollow;
 pub mod sse;
 

@@ -211,7 +211,7 @@ fn proc_path(id: &str, suffix: &str) -> String {
 }
 
 /// A fresh `Sec-WebSocket-Key` (16 unpredictable-enough bytes; it only guards against caching proxies).
-fn websocket_key() -> String {
+pub(super) fn websocket_key() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = [0u8; 16];
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);

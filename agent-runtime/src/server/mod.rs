@@ -23,6 +23,7 @@ pub mod cli;
 pub mod daemon;
 pub mod error;
 pub mod fs;
+mod llm_relay;
 pub mod processes;
 pub mod pty;
 mod runtime_log;
@@ -131,6 +132,7 @@ struct Inner {
     fs: fs::FsRoot,
     processes: processes::ProcessManager,
     sessions: sessions::SessionManager,
+    relay: llm_relay::Relay,
 }
 
 /// State shared by every handler (cheap to clone).
@@ -143,7 +145,7 @@ impl AppState {
         let fs = fs::FsRoot::new(config.root.clone())?;
         let processes = processes::ProcessManager::new(config.limits.clone(), fs.clone());
         let sessions = sessions::SessionManager::new(config.state_dir.clone(), config.helper_exe.clone(), config.session_env.clone(), fs.clone())?;
-        Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes, sessions })))
+        Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes, sessions, relay: Default::default() })))
     }
     /// The config the server started with.
     pub fn config(&self) -> &ServerConfig {
@@ -160,6 +162,14 @@ impl AppState {
     /// The managed-process table.
     pub fn processes(&self) -> &processes::ProcessManager {
         &self.0.processes
+    }
+    /// The LLM relay (keyless sandboxes).
+    pub(crate) fn relay(&self) -> &llm_relay::Relay {
+        &self.0.relay
+    }
+    /// How many hosts serve the LLM relay right now.
+    pub fn relay_hosts(&self) -> usize {
+        self.0.relay.attached()
     }
 }
 
@@ -229,7 +239,10 @@ async fn openapi_json() -> Response {
 /// Builds the full router (auth, CORS, problem rendering) for `state`.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api_router().split_for_parts();
+    // The relay's routes are outside the OpenAPI document: `/v1/llm/{provider}/...` is each vendor's
+    // own API passed through, and `/v1/llm/relay` is a WebSocket of binary frames (api::llm_relay).
     let mut app = routes
+        .merge(llm_relay::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth_unless_health))
         .layer(middleware::from_fn(problem_for_bare_errors))
@@ -245,7 +258,8 @@ async fn auth_unless_health(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path() == "/v1/health" || req.method() == Method::OPTIONS {
+    // Agents' model requests carry the relay token, checked by the relay itself (llm_relay.rs).
+    if req.uri().path() == "/v1/health" || req.method() == Method::OPTIONS || llm_relay::is_model_request(req.uri().path()) {
         return next.run(req).await;
     }
     auth::require_bearer(state, req, next).await
@@ -372,7 +386,15 @@ pub async fn start(config: ServerConfig) -> std::io::Result<RunningServer> {
     let mut addr = None;
     if let Some(a) = config.addr {
         let listener = tokio::net::TcpListener::bind(a).await?;
-        addr = Some(listener.local_addr()?);
+        let bound = listener.local_addr()?;
+        addr = Some(bound);
+        // Agents reach the LLM relay on this listener, over loopback.
+        let ip = match bound.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        state.sessions().set_relay_root(format!("http://{}", SocketAddr::new(ip, bound.port())));
         let app = app.clone();
         let mut rx = rx.clone();
         tasks.push(tokio::spawn(async move {

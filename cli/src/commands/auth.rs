@@ -39,6 +39,18 @@ enum AuthCommand {
         /// e2b, daytona, vercel or modal.
         provider: String,
     },
+    /// Revoke a keyless sandbox's LLM relay token: its agents' model requests get 401 from now on
+    /// (`sbx down` revokes too).
+    Revoke {
+        /// The keyless sandbox.
+        name: String,
+    },
+    /// Give a keyless sandbox a new LLM relay token (after it expired or was revoked); sessions started
+    /// from now on use it.
+    Renew {
+        /// The keyless sandbox.
+        name: String,
+    },
     /// For each provider: whether a key is found, which store holds it (env, the login file, the config
     /// file), masked.
     Status,
@@ -98,6 +110,8 @@ pub async fn run(ctx: &Ctx, a: AuthArgs) -> Result<Exit> {
             }
             Ok(Exit::Success)
         }
+        AuthCommand::Revoke { name } => super::keyless::revoke(ctx, &name),
+        AuthCommand::Renew { name } => super::keyless::renew(ctx, &name).await,
         AuthCommand::Status => {
             let mut rows = Vec::new();
             for auth in PROVIDERS {

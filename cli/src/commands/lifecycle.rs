@@ -55,6 +55,8 @@ pub async fn down(ctx: &Ctx, a: DownArgs) -> Result<Exit> {
     let mut failed = Vec::new();
     for name in &names {
         let rec = ctx.record(name)?;
+        // Revoked first: a sandbox that cannot be destroyed still loses its way to the model.
+        ctx.state.revoke_relay_token(name, crate::state::now_secs())?;
         let step = ctx.out.step(&format!("destroying `{name}`"));
         let result = async {
             let p = provider(&rec.provider).await?;

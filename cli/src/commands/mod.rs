@@ -8,6 +8,7 @@ pub mod completions;
 pub mod exec;
 pub mod fs;
 pub mod gc;
+pub mod keyless;
 pub mod lifecycle;
 pub mod logs;
 pub mod ls;
@@ -37,7 +38,12 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::SelfUpdate(a) => return self_update::run(&out, &a).await,
         other => other,
     };
-    let ctx = Ctx::open(out)?;
+    let mut ctx = Ctx::open(out)?;
+    // Commands that run agents serve the LLM relay of the keyless sandboxes they reach while they run.
+    if matches!(cmd, Command::Session(_) | Command::Prompt(_) | Command::Run(_)) {
+        ctx.serve_relays();
+    }
+    let ctx = ctx;
     match cmd {
         Command::Up(a) => up::run(&ctx, a).await,
         Command::Ls(a) => ls::run(&ctx, a).await,
@@ -59,6 +65,9 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Credentials(_) | Command::Config(_) | Command::Providers(_) | Command::SelfUpdate(_) => {
             unreachable!("handled above")
         }
+        Command::Attach(a) => keyless::attach(&ctx, a).await,
+        Command::Proxy(a) => keyless::proxy(&ctx, a).await,
+        Command::Usage(a) => keyless::usage_command(&ctx, a),
         Command::Run(a) => crate::run::run(&ctx, a).await,
         Command::Runs(a) => crate::run::runs_command(&ctx, a),
         Command::Completions(_) => unreachable!("handled above"),

@@ -73,8 +73,26 @@ pub struct UpArgs {
     pub resume: Option<String>,
     /// Agents to put in the sandbox once it is up (claude, codex; comma-separated). With
     /// --agents-from and no --agents: both.
-    #[arg(long, value_delimiter = ',', value_name = "AGENTS", help_heading = "Agents")]
+    #[arg(long, alias = "agent", value_delimiter = ',', value_name = "AGENTS", help_heading = "Agents")]
     pub agents: Vec<String>,
+    /// Keyless: no model key enters the sandbox. Its agents call their model on the sandbox's own
+    /// runtime with a relay token; this host (while `sbx attach`, `sbx session`, `sbx prompt` or
+    /// `sbx run` runs) checks the token, adds the real key and forwards. For claude, codex (default:
+    /// --agents, else those whose key this machine has). See docs/keyless.md.
+    #[arg(long, value_name = "AGENTS", num_args = 0.., value_delimiter = ',', require_equals = true, help_heading = "Keyless")]
+    pub keyless: Option<Vec<String>>,
+    /// How long the relay token lives (renewed while a host serves the relay).
+    #[arg(long, value_name = "DURATION", default_value = "1h", help_heading = "Keyless")]
+    pub keyless_ttl: String,
+    /// At most this many model requests per minute (HTTP 429 beyond).
+    #[arg(long, value_name = "N", requires = "keyless", help_heading = "Keyless")]
+    pub keyless_rpm: Option<u32>,
+    /// At most this many tokens (input + output) over the sandbox's life (HTTP 429 beyond).
+    #[arg(long, value_name = "N", requires = "keyless", help_heading = "Keyless")]
+    pub keyless_max_tokens: Option<u64>,
+    /// How long a model request waits for a host to serve the relay before it fails (HTTP 503).
+    #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Keyless")]
+    pub keyless_wait: String,
     /// How agents get in: auto (image, then this machine's binary, then the vendor channel, then
     /// pip), from-host, vendor, image, pip, or mirror=URL.
     #[arg(long, value_name = "SOURCE", help_heading = "Agents")]
@@ -169,6 +187,27 @@ fn plan(a: &UpArgs, name: String) -> Result<Plan> {
     s.ttl = a.ttl.as_deref().map(parse_duration).transpose()?;
     plan.credentials = a.credentials.clone();
     plan.keep = a.keep;
+    if let Some(list) = &a.keyless {
+        let agents = if !list.is_empty() {
+            list.clone()
+        } else if !a.agents.is_empty() {
+            a.agents.iter().filter(|x| crate::keyless::AGENTS.iter().any(|(n, _)| n == x)).cloned().collect()
+        } else {
+            crate::keyless::agents_with_keys()
+        };
+        if let Some(both) = agents.iter().find(|x| a.credentials.contains(x)) {
+            return Err(usage(format!(
+                "--credentials {both} puts that key into the sandbox and --keyless keeps it out: pick one"
+            )));
+        }
+        plan.keyless = Some(crate::keyless::Policy {
+            agents,
+            ttl: parse_duration(&a.keyless_ttl)?,
+            rpm: a.keyless_rpm,
+            max_tokens: a.keyless_max_tokens,
+            wait: parse_duration(&a.keyless_wait)?,
+        });
+    }
     plan.validate()?;
     Ok(plan)
 }

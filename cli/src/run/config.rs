@@ -46,6 +46,9 @@ pub struct Defaults {
     /// Agents whose LLM credentials on this machine are passed to the agent sessions.
     #[serde(default)]
     pub credentials: Vec<String>,
+    /// Keyless: no model key enters the sandboxes; the agents (claude, codex) reach their model through
+    /// the runtime's LLM relay, served by this `sbx run` with this machine's keys (docs/keyless.md).
+    pub keyless: Option<bool>,
     /// Environment for every task's agent and commands.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -145,6 +148,8 @@ pub struct TaskConfig {
     /// Agents whose LLM credentials on this machine go to this task's agent session (instead of the
     /// defaults' list; `[]` for none).
     pub credentials: Option<Vec<String>>,
+    /// Keyless for this task (over `defaults.keyless`).
+    pub keyless: Option<bool>,
     /// The command whose exit code decides pass (0) or fail, run in the workspace after the agent.
     pub check: Option<String>,
     /// Files to collect from the workspace afterwards (globs).

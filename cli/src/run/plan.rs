@@ -37,6 +37,7 @@ pub struct PlannedTask {
     pub skills: Vec<PathBuf>,
     pub env: BTreeMap<String, String>,
     pub credentials: Vec<String>,
+    pub keyless: bool,
     pub check: Option<String>,
     pub artifacts: Vec<String>,
     #[serde(serialize_with = "secs")]
@@ -113,6 +114,7 @@ pub fn expand(config: &RunConfig, file: &Path) -> Result<Vec<PlannedTask>, Confi
                 skills: t.skills.iter().map(|s| base_dir.join(s)).collect(),
                 env,
                 credentials: t.credentials.clone().unwrap_or_else(|| d.credentials.clone()),
+                keyless: t.keyless.or(d.keyless).unwrap_or(false),
                 check: t.check.clone(),
                 artifacts: t.artifacts.clone(),
                 timeout,

@@ -396,6 +396,12 @@ fn up_plan(task: &PlannedTask, name: &str, env: &TaskEnv<'_>) -> Result<crate::p
         .collect();
     s.env.extend(crate::agents_setup::sandbox_env(&urls).map_err(crate::output::usage)?);
     plan.credentials = task.credentials.clone();
+    if task.keyless {
+        if !crate::keyless::AGENTS.iter().any(|(a, _)| *a == task.agent) {
+            return Err(crate::output::usage(format!("task `{}`: keyless needs a claude or codex agent, not `{}`", task.name, task.agent)));
+        }
+        plan.keyless = Some(crate::keyless::Policy { agents: vec![task.agent.clone()], ..Default::default() });
+    }
     // A task whose sandbox would be kept on failure keeps a half-made one too.
     plan.keep = env.keep || env.keep_failed;
     Ok(plan)

@@ -20,6 +20,7 @@ pub(super) async fn reply(shared: &Shared, req: &Recorded, reply: Reply, input_t
     let model = req.model().unwrap_or("claude-sonnet-4-5").to_string();
     let id = format!("msg_fake{:020}", shared.next_id());
     let request_id = format!("req_fake{:020}", shared.next_id());
+    let mut gate = None;
     let (text, chunks, delay) = match reply {
         Reply::Error { status, retry_after } => return error(status, retry_after, &request_id),
         Reply::Hang => return hang(shared).await,
@@ -35,6 +36,10 @@ pub(super) async fn reply(shared: &Shared, req: &Recorded, reply: Reply, input_t
         Reply::Text(t) => (t, TEXT_CHUNKS, Duration::ZERO),
         Reply::SlowText { text, chunks, delay_ms } => (text, chunks, Duration::from_millis(delay_ms)),
         Reply::With(_) => (DEFAULT_TEXT.to_string(), TEXT_CHUNKS, Duration::ZERO),
+        Reply::Held { text, release } => {
+            gate = Some(release);
+            (text, TEXT_CHUNKS, Duration::ZERO)
+        }
     };
     let out = output_tokens(&text);
     if !req.stream {
@@ -53,15 +58,21 @@ pub(super) async fn reply(shared: &Shared, req: &Recorded, reply: Reply, input_t
         "content_block_start",
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
     ));
-    for piece in split_chunks(&text, chunks) {
+    for (i, piece) in split_chunks(&text, chunks).into_iter().enumerate() {
         let mut e = ev(
             "content_block_delta",
             json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
         );
         e.delay = delay;
+        if i == 1 {
+            e.gate = gate.take();
+        }
         events.push(e);
     }
-    events.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    // A text of one piece: hold before the block ends.
+    let mut stop = ev("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
+    stop.gate = gate.take();
+    events.push(stop);
     events.extend(message_end("end_turn", out));
     sse_response(shared, events, &[("request-id", request_id)])
 }

@@ -101,7 +101,7 @@ pub(super) async fn reply(shared: &Shared, req: &Recorded, reply: Reply, input_t
                 (item, mid, output_tokens(&args) + 10, Duration::ZERO)
             }
         }
-        Reply::Text(t) => text_item(shared, t, TEXT_CHUNKS, Duration::ZERO),
+        Reply::Text(t) | Reply::Held { text: t, .. } => text_item(shared, t, TEXT_CHUNKS, Duration::ZERO),
         Reply::SlowText { text, chunks, delay_ms } => text_item(shared, text, chunks, Duration::from_millis(delay_ms)),
         Reply::With(_) => text_item(shared, DEFAULT_TEXT.to_string(), TEXT_CHUNKS, Duration::ZERO),
     };

@@ -31,6 +31,10 @@ pub enum Reply {
     SlowText { text: String, chunks: usize, delay_ms: u64 },
     /// Decide when the request arrives (e.g. call a tool by a name read from the request).
     With(Responder),
+    /// Anthropic: `text` as three deltas, holding the stream open after the first until `release` is
+    /// notified (a test checks the first delta arrived while the answer is still open). OpenAI: as
+    /// [`Reply::Text`].
+    Held { text: String, release: Arc<tokio::sync::Notify> },
 }
 
 /// A reply computed from the request it answers; see [`Reply::with`].
@@ -62,6 +66,7 @@ impl fmt::Debug for Reply {
                 .field("delay_ms", delay_ms)
                 .finish(),
             Reply::With(r) => f.debug_tuple("With").field(r).finish(),
+            Reply::Held { text, .. } => f.debug_struct("Held").field("text", text).finish_non_exhaustive(),
         }
     }
 }

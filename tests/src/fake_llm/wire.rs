@@ -59,10 +59,12 @@ pub(super) struct Event {
     pub(super) name: String,
     pub(super) data: Value,
     pub(super) delay: Duration,
+    /// Sent only once this is notified ([`super::Reply::Held`]).
+    pub(super) gate: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 pub(super) fn ev(name: &str, data: Value) -> Event {
-    Event { name: name.to_string(), data, delay: Duration::ZERO }
+    Event { name: name.to_string(), data, delay: Duration::ZERO, gate: None }
 }
 
 /// Streams `events` as `event: NAME\ndata: JSON\n\n`, honouring delays; ends early when the
@@ -86,6 +88,13 @@ pub(super) fn sse_response_then(
                 tokio::select! {
                     _ = tokio::time::sleep(e.delay) => {}
                     _ = cancel.cancelled() => return,
+                }
+            }
+            if let Some(gate) = &e.gate {
+                tokio::select! {
+                    _ = gate.notified() => {}
+                    _ = cancel.cancelled() => return,
+                    _ = tx.closed() => return,
                 }
             }
             let chunk = format!("event: {}\ndata: {}\n\n", e.name, e.data);

@@ -18,6 +18,9 @@ use crate::api::session::{CheckLlmResponse, EventSource, LlmEndpoint};
 
 /// The runtime-wide default endpoint for every agent.
 pub(crate) const BASE_URL_ENV: &str = "SBX_LLM_BASE_URL";
+/// Set by the session manager for a keyless sandbox: the agent's relay root on this runtime
+/// (`http://127.0.0.1:PORT/v1/llm/s/{session}`); never reaches the agent.
+pub(crate) const RELAY_URL_ENV: &str = "SBX_LLM_RELAY_URL";
 /// How long the check may take to connect, and in all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,6 +94,9 @@ fn agent_url(agent: &str, root: &str) -> String {
 /// Writes the agent's configuration for the resolved endpoint into `settings` (environment, and
 /// Codex's `config.toml` in the session directory), and remembers the URL to check before turns.
 pub(crate) fn apply(agent: &str, settings: &mut SessionSettings) -> Result<(), AgentGone> {
+    if keyless(agent, settings)? {
+        return Ok(());
+    }
     let resolved = resolve(agent, settings.request.llm.as_ref(), &settings.request.env);
     settings.llm_url = resolved.url.clone().map(|u| (u, resolved.source));
     let Some(url) = resolved.url.filter(|_| resolved.write) else { return Ok(()) };
@@ -118,6 +124,54 @@ pub(crate) fn apply(agent: &str, settings: &mut SessionSettings) -> Result<(), A
         _ => {}
     }
     Ok(())
+}
+
+/// A keyless sandbox (docs/keyless.md): the host pushed a relay token in the session environment. The
+/// agent gets this runtime's relay as its endpoint and the token as its key, and none of the relay's
+/// own variables; a key of the agent's own in the session environment is dropped (the relay would
+/// refuse it anyway). A session that names its own endpoint (`llm` or the agent's variable in the
+/// request) keeps it. Returns whether the relay was set up.
+fn keyless(agent: &str, settings: &mut SessionSettings) -> Result<bool, AgentGone> {
+    use crate::api::llm_relay::{RELAY_TOKEN_ENV, RELAY_WAIT_ENV};
+    let env = &mut settings.request.env;
+    let token = env.remove(RELAY_TOKEN_ENV);
+    let root = env.remove(RELAY_URL_ENV);
+    env.remove(RELAY_WAIT_ENV);
+    let (Some(token), Some(root)) = (token, root) else { return Ok(false) };
+    let own = settings.request.llm.as_ref().is_some_and(|l| !l.base_url.trim().is_empty())
+        || match agent {
+            "claude" => env.contains_key("ANTHROPIC_BASE_URL"),
+            "codex" => env.contains_key("CODEX_HOME") || env.contains_key("OPENAI_BASE_URL"),
+            _ => true,
+        };
+    if own {
+        return Ok(false);
+    }
+    match agent {
+        "claude" => {
+            let url = format!("{root}/anthropic");
+            for k in ["ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"] {
+                env.remove(k);
+            }
+            env.insert("ANTHROPIC_BASE_URL".into(), url.clone());
+            env.insert("ANTHROPIC_API_KEY".into(), token);
+            env.entry("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into()).or_insert_with(|| "1".into());
+            settings.llm_url = Some((url, "relay"));
+        }
+        "codex" => {
+            let url = format!("{root}/openai/v1");
+            env.remove("CODEX_API_KEY");
+            env.insert("OPENAI_API_KEY".into(), token);
+            let home = settings.dir.join("codex-home");
+            std::fs::create_dir_all(&home).map_err(|e| AgentGone(format!("cannot create {}: {e}", home.display())))?;
+            std::fs::write(home.join("config.toml"), codex_config(&url, Some("OPENAI_API_KEY")))
+                .map_err(|e| AgentGone(format!("cannot write {}: {e}", home.join("config.toml").display())))?;
+            env.insert("CODEX_HOME".into(), home.to_string_lossy().into_owned());
+            settings.llm_url = Some((url, "relay"));
+        }
+        _ => {}
+    }
+    Ok(true)
 }
 
 /// Codex's `config.toml` with one model provider, `sbx`, at `base_url`.
@@ -202,6 +256,7 @@ pub(crate) async fn preflight(agent: &str, settings: &SessionSettings, ctx: &Tur
     }
     let from = match *source {
         "request" => "the session's `llm`",
+        "relay" => "the keyless sandbox's LLM relay on this runtime",
         "runtime" => "SBX_LLM_BASE_URL (sbx up --llm-base-url / llm: in sbx.yaml)",
         _ => "the session's environment",
     };

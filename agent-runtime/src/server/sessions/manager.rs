@@ -113,6 +113,8 @@ struct Inner {
     /// Environment for every agent (the session's own `env` wins): secrets the host pushed over
     /// `PUT /v1/runtime/session-env`, held only here (never journaled or logged).
     session_env: std::sync::RwLock<BTreeMap<String, String>>,
+    /// `http://127.0.0.1:PORT`: where agents reach this runtime's LLM relay (set once the TCP listener is bound).
+    relay_root: std::sync::OnceLock<String>,
     /// Holds a temporary directory alive when no state directory was configured.
     _temp: Option<tempfile::TempDir>,
 }
@@ -129,12 +131,17 @@ impl SessionManager {
         };
         let agents = AgentRegistry::new(base.join("agents"));
         let dir = base.join("sessions");
-        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, session_env: std::sync::RwLock::new(session_env), _temp: temp }) })
+        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, session_env: std::sync::RwLock::new(session_env), relay_root: Default::default(), _temp: temp }) })
     }
 
     /// Replaces the environment every agent session started from now on gets.
     pub fn set_session_env(&self, env: BTreeMap<String, String>) {
         *self.inner.session_env.write().unwrap_or_else(|e| e.into_inner()) = env;
+    }
+
+    /// Records where agents reach this runtime over loopback (for the LLM relay of keyless sandboxes).
+    pub fn set_relay_root(&self, root: String) {
+        let _ = self.inner.relay_root.set(root);
     }
 
     /// The names (never the values) of the session environment.
@@ -371,6 +378,11 @@ impl SessionManager {
         let mut request = meta.request;
         for (k, v) in self.inner.session_env.read().unwrap_or_else(|e| e.into_inner()).iter() {
             request.env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        // A keyless sandbox: the agent calls its model on this runtime, under a path naming its session
+        // (for the host's audit records); `llm::apply` turns this into the agent's configuration.
+        if let Some(root) = self.inner.relay_root.get().filter(|_| request.env.contains_key(crate::api::llm_relay::RELAY_TOKEN_ENV)) {
+            request.env.insert(super::llm::RELAY_URL_ENV.into(), format!("{root}/v1/llm/s/{}", meta.id));
         }
         SessionSettings {
             request,
