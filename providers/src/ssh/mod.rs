@@ -274,6 +274,7 @@ impl SshProvider {
 fn split_id(id: &str) -> Option<(&str, &str)> {
     let (dest, name) = id.rsplit_once('/')?;
     let ok = !dest.is_empty()
+        && !dest.trim_start_matches("ssh://").contains('/')
         && !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
