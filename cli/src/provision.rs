@@ -50,6 +50,11 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<LayerBars>>) -
         }
         n if n == registry::VERCEL.name => Arc::new(crate::context::vercel_provider()?),
         n if n == registry::SSH.name => Arc::new(ssh_provider()),
+        n if n == registry::MODAL.name => {
+            // `sbx auth` keeps the pair as `ID:SECRET`; the environment needs both variables.
+            let key = crate::auth::require(crate::auth::provider_auth(n)?, None)?;
+            Arc::new(sbx_providers::modal::ModalProvider::from_key(key.key.expose())?)
+        }
         other => unreachable!("registered provider `{other}` has no constructor in provision::provider"),
     })
 }
@@ -480,7 +485,7 @@ mod tests {
         p.sandbox.name = "-bad".into();
         assert!(p.validate().is_err());
         let e = Plan::new("kubernetes", "x").unwrap_err().to_string();
-        assert_eq!(e, "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel, ssh");
+        assert_eq!(e, "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel, ssh, modal");
     }
 
     #[test]

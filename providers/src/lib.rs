@@ -35,6 +35,7 @@ mod error;
 pub mod http;
 pub mod lifecycle;
 pub mod local;
+pub mod modal;
 pub mod registry;
 pub mod ssh;
 mod util;

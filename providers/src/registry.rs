@@ -170,9 +170,40 @@ pub const SSH: ProviderInfo = ProviderInfo {
     keep_alive: false,
 };
 
+/// `modal`: a Modal Sandbox (gVisor container), over gRPC.
+pub const MODAL: ProviderInfo = ProviderInfo {
+    name: "modal",
+    summary: "a Modal Sandbox (gVisor container), over gRPC",
+    capabilities: Capabilities {
+        pause: false,
+        network_none: true,
+        public_ports: true,
+        resource_limits: true,
+        isolated: true,
+        snapshots: false,
+        keyless_route: false,
+        max_lifetime: Some(crate::modal::MAX_TIMEOUT),
+    },
+    env: &[
+        crate::modal::ENV_API_URL,
+        crate::modal::ENV_APP,
+        crate::modal::ENV_ENVIRONMENT,
+        crate::modal::ENV_IMAGE,
+        crate::modal::ENV_TIMEOUT,
+        crate::modal::ENV_WORKDIR,
+        crate::modal::ENV_CIDR_ALLOWLIST,
+        crate::modal::ENV_TUNNEL_SCHEME,
+    ],
+    // Both are needed (`sbx auth` stores them as `ID:SECRET`).
+    auth: &[crate::modal::ENV_TOKEN_ID, crate::modal::ENV_TOKEN_SECRET],
+    connect: "the port's encrypted tunnel URL",
+    docs: "docs/providers/modal.md",
+    keep_alive: false,
+};
+
 /// Every registered provider, in the order the CLI lists them.
 pub fn all() -> &'static [ProviderInfo] {
-    const ALL: &[ProviderInfo] = &[LOCAL, DOCKER, E2B, DAYTONA, VERCEL, SSH];
+    const ALL: &[ProviderInfo] = &[LOCAL, DOCKER, E2B, DAYTONA, VERCEL, SSH, MODAL];
     ALL
 }
 
@@ -297,10 +328,10 @@ mod tests {
         assert_eq!(get("docker").unwrap().name, "docker");
         let e = get("dokcer").unwrap_err();
         assert_eq!(e.suggestion, Some("docker"));
-        assert_eq!(e.to_string(), "unknown provider `dokcer`; did you mean `docker`? valid providers: local, docker, e2b, daytona, vercel, ssh");
+        assert_eq!(e.to_string(), "unknown provider `dokcer`; did you mean `docker`? valid providers: local, docker, e2b, daytona, vercel, ssh, modal");
         let e = get("kubernetes").unwrap_err();
         assert_eq!(e.suggestion, None, "{e}");
-        assert_eq!(e.to_string(), "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel, ssh");
+        assert_eq!(e.to_string(), "unknown provider `kubernetes`; valid providers: local, docker, e2b, daytona, vercel, ssh, modal");
         assert_eq!(get("E2B").unwrap_err().suggestion, Some("e2b"));
     }
 

@@ -11,6 +11,7 @@ use sbx_providers::local::LocalProvider;
 use sbx_providers::{conformance, registry, Provider, SandboxSpec};
 use sbx_tests::fakes::daytona::FakeDaytona;
 use sbx_tests::fakes::e2b::FakeE2b;
+use sbx_tests::fakes::modal::FakeModal;
 use sbx_tests::fakes::vercel::FakeVercel;
 
 /// The image Docker sandboxes use in tests: `$SBX_BASE_IMAGE` (set by install/test-deps.sh) or
@@ -30,6 +31,7 @@ struct Target {
     daytona: Option<FakeDaytona>,
     vercel: Option<FakeVercel>,
     sshd: Option<sbx_tests::sshd::SshServer>,
+    modal: Option<FakeModal>,
 }
 
 impl Target {
@@ -44,6 +46,7 @@ impl Target {
             daytona: None,
             vercel: None,
             sshd: None,
+            modal: None,
         }
     }
 
@@ -80,6 +83,9 @@ impl Target {
         }
         if let Some(server) = &self.sshd {
             left.extend(server.leftovers().into_iter().map(|l| format!("on the ssh server: {l}")));
+        if let Some(fake) = &self.modal {
+            left.extend(fake.running_ids().into_iter().map(|id| format!("modal sandbox {id}")));
+            left.extend(fake.containers().await.into_iter().map(|c| format!("container {c}")));
         }
         left
     }
@@ -160,6 +166,14 @@ async fn ssh() -> Option<Target> {
     Some(t)
 }
 
+async fn modal() -> Option<Target> {
+    let fake = crate::modal::fake().await?;
+    let provider = crate::modal::provider(&fake);
+    let mut t = Target::new(Arc::new(provider));
+    t.modal = Some(fake);
+    Some(t)
+}
+
 /// For each `name => constructor`: `conforms` (the suite) and `survives_faults` (the fault tests), and
 /// the list of names under test.
 macro_rules! conformance_runs {
@@ -199,6 +213,7 @@ conformance_runs! {
     daytona => daytona(),
     vercel => vercel(),
     ssh => ssh(),
+    modal => modal(),
 }
 
 #[test]

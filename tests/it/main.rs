@@ -16,6 +16,7 @@ mod fake_llm;
 mod fs;
 mod keyless;
 mod lifecycle;
+mod modal;
 mod llm_endpoint;
 mod llm_relay;
 mod output_bytes;

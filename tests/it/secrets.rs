@@ -12,6 +12,7 @@ use std::process::Output;
 use sbx_tests::bin;
 use sbx_tests::fakes::daytona::{FakeConfig, FakeDaytona};
 use sbx_tests::fakes::e2b::FakeE2b;
+use sbx_tests::fakes::modal::FakeModal;
 use sbx_tests::fakes::vercel::FakeVercel;
 
 pub(crate) enum Target {
@@ -20,6 +21,7 @@ pub(crate) enum Target {
     E2b(FakeE2b),
     Daytona(FakeDaytona),
     Vercel(FakeVercel),
+    Modal(FakeModal),
 }
 
 impl Target {
@@ -30,6 +32,7 @@ impl Target {
             Target::E2b(_) => "e2b",
             Target::Daytona(_) => "daytona",
             Target::Vercel(_) => "vercel",
+            Target::Modal(_) => "modal",
         }
     }
 
@@ -39,6 +42,7 @@ impl Target {
             Target::E2b(f) => f.env(),
             Target::Daytona(f) => vec![("DAYTONA_API_URL".into(), f.api_url()), ("DAYTONA_API_KEY".into(), f.api_key().into())],
             Target::Vercel(f) => f.env(),
+            Target::Modal(f) => f.env(),
         }
     }
 
@@ -50,6 +54,7 @@ impl Target {
             Target::E2b(f) => f.container(id),
             Target::Daytona(f) => f.container_of(id),
             Target::Vercel(f) => f.container_of(id),
+            Target::Modal(f) => f.container_of(id),
         }
     }
 }
@@ -288,6 +293,7 @@ async fn no_secret_in_the_sandbox(target: Target) {
     // The provider's own token, where the fake has one the scan can look for.
     let provider_token = match &b.target {
         Target::Vercel(f) => Some(f.token().to_owned()),
+        Target::Modal(f) => Some(f.token_secret().to_owned()),
         _ => None,
     };
     let mut secrets = vec![("the api key", api_key.as_str()), ("the oauth token", oauth.as_str()), ("the runtime token", token.as_str())];
@@ -337,4 +343,11 @@ async fn no_secret_in_a_daytona_sandbox_whose_daemon_splits_commands() {
 async fn no_secret_in_a_vercel_sandbox() {
     assert!(sbx_tests::docker_available(), "Docker is required (the fake Vercel runs sandboxes as containers)");
     no_secret_in_the_sandbox(Target::Vercel(FakeVercel::start().await)).await;
+}
+
+/// The Modal token pair stays on the host too (it only ever goes to the control plane).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_a_modal_sandbox() {
+    assert!(sbx_tests::docker_available(), "Docker is required (the fake Modal runs sandboxes as containers)");
+    no_secret_in_the_sandbox(Target::Modal(FakeModal::start().await)).await;
 }

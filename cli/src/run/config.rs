@@ -27,7 +27,7 @@ pub struct RunConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
-    /// `local`, `docker`, `e2b`, `daytona` or `vercel`.
+    /// `local`, `docker`, `e2b`, `daytona`, `vercel` or `modal`.
     pub provider: Option<ProviderName>,
     /// Image or template.
     pub image: Option<String>,

@@ -321,6 +321,6 @@ mod tests {
         let e = <NetworkMode as Choice>::parse("network mode", "nnone").unwrap_err();
         assert_eq!(e, "unknown network mode `nnone`; did you mean `none`? (valid: bridge, none)");
         assert_eq!(ProviderName::parse("provider", "docker").unwrap().as_str(), "docker");
-        assert_eq!(ProviderName::parse("provider", "dokcer").unwrap_err(), "unknown provider `dokcer`; did you mean `docker`? (valid: local, docker, e2b, daytona, vercel, ssh)");
+        assert_eq!(ProviderName::parse("provider", "dokcer").unwrap_err(), "unknown provider `dokcer`; did you mean `docker`? (valid: local, docker, e2b, daytona, vercel, ssh, modal)");
     }
 }

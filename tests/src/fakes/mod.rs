@@ -3,4 +3,5 @@
 pub mod daytona;
 pub mod e2b;
 mod faults;
+pub mod modal;
 pub mod vercel;
