@@ -17,7 +17,7 @@ use crate::commands;
         env!("SBX_BUILD_TARGET"),
         ") — the coding-agent sandbox CLI (not Docker's `sbx`)"
     ),
-    about = "A sandbox for your coding agent on any provider: local, docker, e2b, daytona, vercel, modal.",
+    about = about(),
     long_about = None,
     after_help = "Examples:\n  sbx up --provider local --name dev          # a sandbox, no Docker or cloud needed\n  sbx exec dev -- git status                  # run a command in it\n  sbx shell dev                               # an interactive terminal\n  sbx down dev                                # destroy it\n\nDocs: docs/ in the repository; `sbx <command> --help` for each command.",
     propagate_version = true
@@ -119,4 +119,9 @@ pub enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// Replace this sbx (and its sbx-agent) with a newer release, checksums verified (runs the installer).
     SelfUpdate(commands::self_update::SelfUpdateArgs),
+}
+
+/// The one-line description, naming the registered providers (so it never offers one that isn't there).
+fn about() -> String {
+    format!("A sandbox for your coding agent on any provider: {}.", sbx_providers::registry::names().join(", "))
 }

@@ -161,7 +161,7 @@ async fn main() {
     let took = t.elapsed();
     println!("  session events via SSE: {received} in {} = {:.0} events/s (target >= 100000/s)", fmt(took), received as f64 / took.as_secs_f64());
     let rss = rss_kib(child.id().unwrap()).unwrap_or(0);
-    println!("  RSS after the stream:   {:.2} MB (every event is kept in memory for replay)", rss as f64 / 1024.0);
+    println!("  RSS after the stream:   {:.2} MB (bounded: only the recent tail is in memory, older events are read from the journal)", rss as f64 / 1024.0);
 
     // The same stream read as raw server-sent events, without decoding each into the typed Event:
     // splits the time between the runtime + transport and the client's JSON decoding.

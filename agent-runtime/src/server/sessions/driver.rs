@@ -87,9 +87,10 @@ impl Shared {
         policy: PermissionPolicy,
         native: Option<String>,
         on_native_id: Box<dyn Fn(&str) + Send + Sync>,
+        ids_used: IdsUsed,
     ) -> Self {
         // Item and request ids continue after those already in the journal (after a restart).
-        let (items, requests) = count_ids(&journal);
+        let IdsUsed { items, requests } = ids_used;
         Self {
             journal,
             policy,
@@ -103,17 +104,22 @@ impl Shared {
     }
 }
 
-fn count_ids(journal: &Journal) -> (u64, u64) {
-    let mut items = 0;
-    let mut requests = 0;
-    for e in journal.parsed() {
-        match e.body {
-            EventData::ItemStarted(_) => items += 1,
-            EventData::PermissionRequested(_) | EventData::QuestionRequested(_) => requests += 1,
+/// How many item and request ids a session's journal already used (so new ones continue after them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IdsUsed {
+    pub(crate) items: u64,
+    pub(crate) requests: u64,
+}
+
+impl IdsUsed {
+    /// Counts the ids an event uses (called for each event of a journal when it is reopened).
+    pub(crate) fn count(&mut self, body: &EventData) {
+        match body {
+            EventData::ItemStarted(_) => self.items += 1,
+            EventData::PermissionRequested(_) | EventData::QuestionRequested(_) => self.requests += 1,
             _ => {}
         }
     }
-    (items, requests)
 }
 
 /// What a driver works with during a turn.

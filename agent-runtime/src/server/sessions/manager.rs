@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::agents::{self, AgentRegistry};
-use super::driver::{AgentDriver, Pending, SessionSettings, Shared, TurnCtx};
+use super::driver::{AgentDriver, IdsUsed, Pending, SessionSettings, Shared, TurnCtx};
 use super::journal::{now_rfc3339, Journal};
 use crate::api::session::{
     ContentPart, CreateSessionRequest, EndReason, ErrorData, EventData, EventSource, ItemKind, ItemStatus,
@@ -185,39 +185,43 @@ impl SessionManager {
     async fn reopen(&self, meta: Meta, dir: &Path) -> std::io::Result<()> {
         // One streaming pass over the file decides the session's state, without holding its events.
         let path = dir.join(super::journal::EVENTS_FILE);
-        let (ended, turns, open_turn, open_requests) = tokio::task::spawn_blocking(move || {
+        let (ended, turns, open_turn, open_requests, ids_used) = tokio::task::spawn_blocking(move || {
+            let mut ids_used = IdsUsed::default();
             let mut ended = None;
             let mut turns = 0;
             let mut open_turn: Option<String> = None;
             let mut open_requests: BTreeMap<String, bool> = BTreeMap::new();
-            super::journal::scan(&path, &mut |e| match e.body {
-                EventData::SessionEnded(s) => ended = Some(s),
-                EventData::TurnStarted(t) => {
-                    turns += 1;
-                    open_turn = Some(t.turn_id);
+            super::journal::scan(&path, &mut |e| {
+                ids_used.count(&e.body);
+                match e.body {
+                    EventData::SessionEnded(s) => ended = Some(s),
+                    EventData::TurnStarted(t) => {
+                        turns += 1;
+                        open_turn = Some(t.turn_id);
+                    }
+                    EventData::TurnCompleted(_) => open_turn = None,
+                    EventData::PermissionRequested(p) => {
+                        open_requests.insert(p.permission_id, true);
+                    }
+                    EventData::QuestionRequested(q) => {
+                        open_requests.insert(q.question_id, false);
+                    }
+                    EventData::PermissionResolved(p) => {
+                        open_requests.remove(&p.permission_id);
+                    }
+                    EventData::QuestionResolved(q) => {
+                        open_requests.remove(&q.question_id);
+                    }
+                    _ => {}
                 }
-                EventData::TurnCompleted(_) => open_turn = None,
-                EventData::PermissionRequested(p) => {
-                    open_requests.insert(p.permission_id, true);
-                }
-                EventData::QuestionRequested(q) => {
-                    open_requests.insert(q.question_id, false);
-                }
-                EventData::PermissionResolved(p) => {
-                    open_requests.remove(&p.permission_id);
-                }
-                EventData::QuestionResolved(q) => {
-                    open_requests.remove(&q.question_id);
-                }
-                _ => {}
             })?;
-            std::io::Result::Ok((ended, turns, open_turn, open_requests))
+            std::io::Result::Ok((ended, turns, open_turn, open_requests, ids_used))
         })
         .await
         .map_err(std::io::Error::other)??;
-        let journal = Journal::open_with(&meta.id, dir, ended.is_some()).await?;
+        let journal = Journal::open(&meta.id, dir).await?;
         let id = meta.id.clone();
-        let shared = self.shared_for(&meta, dir, Arc::clone(&journal));
+        let shared = self.shared_for(&meta, dir, Arc::clone(&journal), ids_used);
         if ended.is_none() {
             for (rid, is_permission) in open_requests {
                 let body = if is_permission {
@@ -266,14 +270,14 @@ impl SessionManager {
             // The agent is started again (resuming its own session) at the next message.
             self.spawn_actor(Arc::clone(&session), None);
         } else {
-            // Nothing more will come (its events stay on disk until someone asks for them).
+            // Nothing more will come (its events stay on disk; readers get them from the file).
             journal.close();
         }
         self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, session);
         Ok(())
     }
 
-    fn shared_for(&self, meta: &Meta, dir: &Path, journal: Arc<Journal>) -> Arc<Shared> {
+    fn shared_for(&self, meta: &Meta, dir: &Path, journal: Arc<Journal>, ids_used: IdsUsed) -> Arc<Shared> {
         let meta_path = dir.join(META_FILE);
         let base = meta.clone();
         let on_native: Box<dyn Fn(&str) + Send + Sync> = Box::new(move |native: &str| {
@@ -283,7 +287,7 @@ impl SessionManager {
                 tracing::warn!(error = %e, "cannot persist the agent's session id; a restart will not resume it");
             }
         });
-        Arc::new(Shared::new(journal, meta.request.permission_policy, meta.native_session_id.clone(), on_native))
+        Arc::new(Shared::new(journal, meta.request.permission_policy, meta.native_session_id.clone(), on_native, ids_used))
     }
 
     /// The environment every agent session gets (under its own).
@@ -344,7 +348,7 @@ impl SessionManager {
         };
         write_meta(&dir.join(META_FILE), &meta).map_err(|e| ApiError::internal(format!("cannot write session settings: {e}")))?;
         let journal = Journal::open(&id, &dir).await.map_err(|e| ApiError::internal(format!("cannot open the journal: {e}")))?;
-        let shared = self.shared_for(&meta, &dir, Arc::clone(&journal));
+        let shared = self.shared_for(&meta, &dir, Arc::clone(&journal), IdsUsed::default());
         let session = Arc::new(Session {
             meta: Mutex::new(meta.clone()),
             dir: dir.clone(),

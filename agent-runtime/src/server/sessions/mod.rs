@@ -243,11 +243,10 @@ async fn session_events(
 ) -> ApiResult<Response> {
     let session = state.sessions().get(&id)?;
     let journal = session.journal();
-    journal.ensure_loaded().await.map_err(|e| ApiError::internal(format!("reading the session's journal: {e}")))?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
     let ended = journal.finished();
-    let events = journal.after(offset, limit);
+    let events = journal.after(offset, limit).await.map_err(|e| ApiError::internal(format!("reading the session's journal: {e}")))?;
     let next = events.last().map_or(offset, |e| e.sequence);
     let has_more = journal.last_sequence() > next;
     // The stored lines are already the JSON of each event: splice them instead of re-encoding.
@@ -291,7 +290,6 @@ async fn session_event_stream(
         None => q.offset.unwrap_or(0),
     };
     let journal = std::sync::Arc::clone(session.journal());
-    journal.ensure_loaded().await.map_err(|e| ApiError::internal(format!("reading the session's journal: {e}")))?;
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
     Ok((headers, axum::body::Body::from_stream(follow(journal, offset))).into_response())
 }
@@ -314,7 +312,14 @@ fn follow(journal: std::sync::Arc<journal::Journal>, offset: u64) -> impl Stream
     futures::stream::unfold(st, |mut st| async move {
         loop {
             let finished = st.journal.finished();
-            let batch = st.journal.after(st.after, 1024);
+            let batch = match st.journal.after(st.after, 1024).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    // The client reconnects with the last id it saw and gets the rest then.
+                    tracing::error!(error = %e, "reading the session's journal; ending the event stream");
+                    return None;
+                }
+            };
             if let Some(last) = batch.last() {
                 st.after = last.sequence;
                 let mut buf = Vec::with_capacity(batch.iter().map(|e| e.json.len() + 32).sum());
