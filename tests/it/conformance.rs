@@ -83,6 +83,7 @@ impl Target {
         }
         if let Some(server) = &self.sshd {
             left.extend(server.leftovers().into_iter().map(|l| format!("on the ssh server: {l}")));
+        }
         if let Some(fake) = &self.modal {
             left.extend(fake.running_ids().into_iter().map(|id| format!("modal sandbox {id}")));
             left.extend(fake.containers().await.into_iter().map(|c| format!("container {c}")));

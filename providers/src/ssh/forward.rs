@@ -22,8 +22,9 @@ fn socket_dir() -> PathBuf {
 }
 
 /// Starts a forwarder for sandbox `id` whose runtime listens on `port` (`binary` is the runtime on the
-/// host, for the exec-channel fallback), returning its socket path.
-pub fn start(conn: Arc<Conn>, id: &str, port: u16, binary: String) -> Result<PathBuf> {
+/// host, for the exec-channel fallback, and `sandbox_dir` the sandbox's directory there), returning its
+/// socket path.
+pub fn start(conn: Arc<Conn>, id: &str, port: u16, binary: String, sandbox_dir: String) -> Result<PathBuf> {
     let dir = socket_dir();
     private_dir(&dir).map_err(|e| Error::io("the directory for SSH forwarding sockets", e))?;
     sweep(&dir);
@@ -34,7 +35,9 @@ pub fn start(conn: Arc<Conn>, id: &str, port: u16, binary: String) -> Result<Pat
         loop {
             let Ok((mut local, _)) = listener.accept().await else { break };
             let conn = conn.clone();
-            let relay = format!("exec {} connect --port {port}", super::q(&binary));
+            // Run inside the sandbox's directory: `sbx down` ends every process working there, so a
+            // relay an idle pooled connection still holds open does not outlive the sandbox.
+            let relay = format!("cd {} && exec {} connect --port {port}", super::q(&sandbox_dir), super::q(&binary));
             tokio::spawn(async move {
                 let piped = match conn.direct_tcpip(port).await {
                     Ok(Some(ch)) => {

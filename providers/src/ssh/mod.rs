@@ -429,7 +429,8 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
         }
         let (dest, _) = split_id(id).expect("read_meta found it");
         let binary = self.runtime_layout(id).await?.binary_path;
-        let path = forward::start(self.conn(dest)?, &format!("{id}:{port}"), port, binary)?;
+        let (_, dir, _) = self.require(id).await?;
+        let path = forward::start(self.conn(dest)?, &format!("{id}:{port}"), port, binary, dir)?;
         self.forwards.lock().expect("lock").insert(key, path.clone());
         Ok(Endpoint { transport: Transport::Unix { path }, headers: Vec::new() })
     }
