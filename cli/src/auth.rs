@@ -40,7 +40,7 @@ pub const PROVIDERS: &[ProviderAuth] = &[
     ProviderAuth::registered(&sbx_providers::registry::E2B, "E2B API key"),
     ProviderAuth::registered(&sbx_providers::registry::DAYTONA, "Daytona API key"),
     ProviderAuth::registered(&sbx_providers::registry::VERCEL, "Vercel token"),
-    ProviderAuth { provider: "modal", env: &["MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"], extra_env: &[], prompt: "Modal token (ID:SECRET)" },
+    ProviderAuth::registered(&sbx_providers::registry::MODAL, "Modal token (ID:SECRET)"),
 ];
 
 /// A provider by name, or a usage error listing them.

@@ -4,8 +4,9 @@ fn provider() -> ModalProvider {
     ModalProvider::new(Credentials { token_id: "ak-1".into(), token_secret: "as-1".into() }).expect("provider")
 }
 
-#[test]
-fn definitions_carry_ports_resources_network_and_timeout() {
+// A runtime: the gRPC channel is made lazily, but its connector needs a Tokio reactor.
+#[tokio::test]
+async fn definitions_carry_ports_resources_network_and_timeout() {
     let p = provider();
     let mut spec = SandboxSpec::named("a b");
     spec.ports = vec![3000, 2468];
@@ -38,8 +39,9 @@ fn tags_mark_the_sandbox_as_sbx_s() {
     assert_eq!(labels_of(&to_tags(&t)), t);
 }
 
-#[test]
-fn tunnel_urls_are_the_sdk_s() {
+// A runtime: the gRPC channel is made lazily, but its connector needs a Tokio reactor.
+#[tokio::test]
+async fn tunnel_urls_are_the_sdk_s() {
     let p = provider();
     let t = |host: &str, port| pb::TunnelData { host: host.into(), port, container_port: 2468, ..Default::default() };
     assert_eq!(p.tunnel_url(&t("abc.modal.host", 443)), "https://abc.modal.host");
@@ -47,8 +49,9 @@ fn tunnel_urls_are_the_sdk_s() {
     assert_eq!(p.with_tunnel_scheme("http").tunnel_url(&t("127.0.0.1", 4000)), "http://127.0.0.1:4000");
 }
 
-#[test]
-fn a_missing_token_and_a_stored_key_are_handled() {
+// A runtime: the gRPC channel is made lazily, but its connector needs a Tokio reactor.
+#[tokio::test]
+async fn a_missing_token_and_a_stored_key_are_handled() {
     let e = ModalProvider::new(Credentials { token_id: String::new(), token_secret: "s".into() }).expect_err("no id");
     assert!(e.to_string().contains("MODAL_TOKEN_ID") && e.to_string().contains("sbx auth login modal"), "{e}");
     let p = ModalProvider::from_key("ak-1:as-2").expect("provider");
