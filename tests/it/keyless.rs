@@ -206,7 +206,15 @@ async fn the_relay_streams_limits_revokes_waits_and_expires() {
     release.notify_one();
     let out = streaming.wait_with_output().await.expect("streaming exec");
     let seen = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(seen.contains("HTTP 200") && seen.contains("message_stop") && seen.contains("three"), "{seen}");
+    // The fake splits the text into deltas ("one t", "wo th", "ree"): join them before looking.
+    let text: String = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|v| v["delta"]["type"] == "text_delta")
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(seen.contains("HTTP 200") && seen.contains("message_stop") && text.contains("three"), "{seen}");
 
     // The rate limit (2 a minute): the second passes, the third gets 429 with a readable body.
     let (out, _) = relay_call(&mut b, &token).await;
