@@ -8,6 +8,7 @@ mod context;
 mod keyless;
 mod keystore;
 mod output;
+mod provider_arg;
 mod provision;
 mod redact;
 mod run;

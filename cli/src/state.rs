@@ -76,13 +76,19 @@ impl State {
         let dir = path.parent().context("state path has no parent")?;
         std::fs::create_dir_all(dir).with_context(|| format!("create state dir {}", dir.display()))?;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        // Create the file ourselves with 0600 so it is never briefly world-readable.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("create state file {}", path.display()))?;
+        // Create the file ourselves with 0600 so it is never briefly world-readable. Only when it is
+        // missing: closing a descriptor of the database drops every POSIX lock this process holds on it,
+        // including those of a connection already open here (`sbx attach` opens a second one for the
+        // relay). Without its locks, another process's closing connection checkpoints and deletes the
+        // WAL under it, and the open connection goes on reading a stale snapshot (a revoked relay token
+        // stayed valid for a running `sbx attach`).
+        if !path.exists() {
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(|| format!("create state file {}", path.display())),
+            }
+        }
         let conn = Connection::open(path).with_context(|| format!("open state {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // Two `sbx` processes that create the database at the same moment (two `sbx run`s started

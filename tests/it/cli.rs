@@ -346,6 +346,9 @@ fn completions_bash_prints_a_script() {
     let script = text(&out.stdout);
     assert!(script.contains("complete -F") && script.contains("sbx"), "{}", &script[..script.len().min(300)]);
     assert!(script.contains("cp") && script.contains("logs"));
+    // `--provider` completes to the registered providers (from the registry, in its order).
+    let providers = sbx_providers::registry::names().join(" ");
+    assert!(script.contains(&providers), "no `{providers}` in the completion script");
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ use sbx_providers::daytona::{DaytonaProvider, RetryPolicy};
 use sbx_providers::{Error, ExecSpec, Provider, SandboxSpec, SandboxState};
 use sbx_tests::fakes::daytona::FakeDaytona;
 
+use crate::cloud_cli::Cli;
+
 const CREATE: &str = "POST /api/sandbox";
 
 async fn fake() -> Option<FakeDaytona> {
@@ -120,44 +122,11 @@ async fn stop_and_start_keep_files_and_the_runtime_comes_back() {
     p.destroy(id).await.expect("destroy");
 }
 
-/// `sbx` as a subprocess pointed at the fake (async, so the fake keeps serving meanwhile).
-struct Cli<'a> {
-    fake: &'a FakeDaytona,
-    home: tempfile::TempDir,
-}
-
-impl Cli<'_> {
-    async fn run(&self, args: &[&str]) -> std::process::Output {
-        tokio::process::Command::new(sbx_tests::bin("sbx"))
-            .args(args)
-            .env("XDG_STATE_HOME", self.home.path().join("state"))
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .env("XDG_DATA_HOME", self.home.path().join("data"))
-            .env("SBX_RUNTIME", sbx_tests::static_runtime())
-            .env("DAYTONA_API_URL", self.fake.api_url())
-            .env("DAYTONA_API_KEY", self.fake.api_key())
-            .env("NO_COLOR", "1")
-            .output()
-            .await
-            .expect("run sbx")
-    }
-
-    async fn ok(&self, args: &[&str]) -> std::process::Output {
-        let out = self.run(args).await;
-        assert!(
-            out.status.success(),
-            "sbx {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     cli.ok(&["up", "--provider", "daytona", "--name", "dt"]).await;
     assert_eq!(fake.sandbox_ids().len(), 1);
 
@@ -221,7 +190,7 @@ async fn gc_finds_daytona_orphans_with_no_state_row() {
     let orphan = p.create(&orphan).await.expect("create");
     let alive = p.create(&alive).await.expect("create");
 
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     let out = cli.ok(&["gc", "--json"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&expired.id) && text.contains(&orphan.id), "{text}");

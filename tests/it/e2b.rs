@@ -8,6 +8,8 @@ use sbx_providers::e2b::{E2bProvider, RetryPolicy, CREATE_KEY};
 use sbx_providers::{Error, ExecSpec, Labels, Provider, SandboxSpec, SandboxState};
 use sbx_tests::fakes::e2b::{FakeE2b, Route};
 
+use crate::cloud_cli::Cli;
+
 async fn fake() -> Option<FakeE2b> {
     if !sbx_tests::docker_available() {
         eprintln!("skipping: Docker is not available (set SBX_REQUIRE_DOCKER=1 to fail instead)");
@@ -127,47 +129,11 @@ async fn pause_and_resume_keep_files_and_the_runtime_comes_back() {
     assert!(containers(&fake).await.is_empty());
 }
 
-/// `sbx` as a subprocess pointed at the fake (async, so the fake keeps serving meanwhile).
-struct Cli<'a> {
-    fake: &'a FakeE2b,
-    home: tempfile::TempDir,
-}
-
-impl Cli<'_> {
-    fn cmd(&self, args: &[&str]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(sbx_tests::bin("sbx"));
-        c.args(args)
-            .env("XDG_STATE_HOME", self.home.path().join("state"))
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .env("XDG_DATA_HOME", self.home.path().join("data"))
-            .env("SBX_RUNTIME", sbx_tests::static_runtime())
-            .env("NO_COLOR", "1");
-        for (k, v) in self.fake.env() {
-            c.env(k, v);
-        }
-        c
-    }
-
-    async fn run(&self, args: &[&str]) -> std::process::Output {
-        self.cmd(args).output().await.expect("run sbx")
-    }
-
-    async fn ok(&self, args: &[&str]) -> std::process::Output {
-        let out = self.run(args).await;
-        assert!(
-            out.status.success(),
-            "sbx {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     cli.ok(&["up", "--provider", "e2b", "--name", "eb"]).await;
     assert_eq!(fake.sandbox_ids().len(), 1);
 
@@ -212,7 +178,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     assert!(containers(&fake).await.is_empty(), "and its container");
 
     // A wrong key through the CLI: one clear error naming the fix.
-    let out = cli.cmd(&["up", "--provider", "e2b", "--name", "nokey"]).env("E2B_API_KEY", "wrong").output().await.expect("run sbx");
+    let out = cli.command(&["up", "--provider", "e2b", "--name", "nokey"]).env("E2B_API_KEY", "wrong").output().await.expect("run sbx");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "a refused key is an auth failure: {err}");
     assert!(err.contains("E2B_API_KEY") && err.contains("sbx auth login e2b"), "{err}");
@@ -228,7 +194,7 @@ async fn gc_finds_e2b_orphans_with_no_state_row() {
     let orphan = p.create(&orphan).await.expect("create");
     let alive = p.create(&alive).await.expect("create");
 
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     let out = cli.ok(&["gc", "--json"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&expired.id) && text.contains(&orphan.id), "{text}");
@@ -274,7 +240,7 @@ async fn up_resume_takes_over_a_paused_sandbox_by_id() {
     p.upload(&id, sbx_providers::bytes_stream(tar), "/root").await.expect("upload");
     p.pause(&id).await.expect("pause");
 
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     let out = cli.ok(&["up", "--provider", "e2b", "--resume", &id]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "elsewhere\n", "named after its sbx name label");
     assert_eq!(p.get(&id).await.expect("get").expect("exists").state, SandboxState::Running);

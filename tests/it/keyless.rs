@@ -56,6 +56,11 @@ fn relay_token(b: &Box_) -> String {
     db.query_row("SELECT token FROM relay_tokens WHERE sandbox = ?1", [&b.name], |r| r.get(0)).expect("relay token")
 }
 
+/// The model requests the fake saw, in short: method, path, whether streamed and conversation.
+fn asked(llm: &FakeLlm) -> Vec<(String, String, bool, bool)> {
+    llm.requests().into_iter().map(|r| (r.method, r.path, r.stream, r.conversation)).collect()
+}
+
 fn usage_rows(json: &str) -> Vec<Value> {
     let v: Value = serde_json::from_str(json).expect("usage json");
     v["requests"].as_array().cloned().unwrap_or_default()
@@ -71,12 +76,19 @@ async fn claude_and_codex_complete_turns_through_the_relay_and_the_key_stays_on_
         .await;
     let _down = Down(b.home.path().to_path_buf(), name.clone());
 
-    llm.push(Reply::text("Hello through the relay."));
+    // Each API has its own answer: a scripted queue would let a background request of one agent (Claude
+    // Code's helper queries keep going after its turn) take the reply meant for the other.
+    // Codex on its default model (no `model` in the sandbox's config) sends `/v1/responses` without a
+    // `tools` list (header `x-openai-internal-codex-responses-lite`): its turns are conversation too.
+    llm.classify_with(|r| r.path == "/v1/responses" || sbx_tests::fake_llm::is_conversation(r));
+    llm.set_default(Reply::with(|r| match r.api {
+        Api::Anthropic => Reply::text("Hello through the relay."),
+        Api::OpenAi => Reply::text("Codex through the relay."),
+    }));
     let out = b.ok(&["prompt", &name, "say hello", "--agent", "claude", "--approve", "all"]).await;
-    assert!(out.contains("Hello through the relay."), "claude's answer: {out}");
-    llm.push(Reply::text("Codex through the relay."));
+    assert!(out.contains("Hello through the relay."), "claude's answer: {out}\n{:?}", asked(&llm));
     let out = b.ok(&["prompt", &name, "say hello", "--agent", "codex", "--approve", "all"]).await;
-    assert!(out.contains("Codex through the relay."), "codex's answer: {out}");
+    assert!(out.contains("Codex through the relay."), "codex's answer: {out}\n{:?}", asked(&llm));
 
     let relay = relay_token(&b);
     let posts: Vec<_> = llm.requests().into_iter().filter(|r| r.method == "POST").collect();
@@ -199,7 +211,11 @@ async fn the_relay_streams_limits_revokes_waits_and_expires() {
         }
     })
     .await;
-    assert!(first_delta, "the first delta reached the sandbox before the answer ended");
+    if !first_delta {
+        let so_far = String::from_utf8_lossy(&b.sh("cat /tmp/stream; ps -ef", b"").await).into_owned();
+        let attached = attach_log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        panic!("the first delta did not reach the sandbox in 60 s.\nsandbox: {so_far}\nattach: {attached}\nfake: {:?}", asked(&llm));
+    }
     assert!(streaming.try_wait().expect("try_wait").is_none(), "the answer is still open (held by the fake)");
     let partial = String::from_utf8_lossy(&b.sh("cat /tmp/stream", b"").await).into_owned();
     assert!(!partial.contains("message_stop"), "{partial}");

@@ -3,6 +3,7 @@ mod agent_install;
 mod auth;
 mod auth_keyring;
 mod claude_agent;
+mod cloud_cli;
 mod cli;
 mod cp_bytes;
 mod codex_agent;

@@ -9,6 +9,8 @@ use sbx_providers::{Error, ExecSpec, Provider, SandboxSpec, SandboxState};
 use sbx_tests::fakes::modal::FakeModal;
 use tonic::Code;
 
+use crate::cloud_cli::Cli;
+
 const CREATE: &str = "SandboxCreateV2";
 
 pub(crate) async fn fake() -> Option<FakeModal> {
@@ -170,42 +172,11 @@ async fn a_sandbox_whose_timeout_ran_out_says_so() {
     assert!(fake.containers().await.is_empty());
 }
 
-/// `sbx` as a subprocess pointed at the fake.
-struct Cli<'a> {
-    fake: &'a FakeModal,
-    home: tempfile::TempDir,
-}
-
-impl Cli<'_> {
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(sbx_tests::bin("sbx"));
-        c.args(args)
-            .env("XDG_STATE_HOME", self.home.path().join("state"))
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .env("XDG_DATA_HOME", self.home.path().join("data"))
-            .env("SBX_RUNTIME", sbx_tests::static_runtime())
-            .env("NO_COLOR", "1");
-        for (k, v) in self.fake.env() {
-            c.env(k, v);
-        }
-        c
-    }
-
-    async fn run(&self, args: &[&str]) -> std::process::Output {
-        self.command(args).output().await.expect("run sbx")
-    }
-
-    async fn ok(&self, args: &[&str]) -> std::process::Output {
-        let out = self.run(args).await;
-        assert!(out.status.success(), "sbx {args:?} failed ({:?}):\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr));
-        out
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     cli.ok(&["up", "--provider", "modal", "--name", "md"]).await;
     assert_eq!(fake.running_ids().len(), 1);
 
@@ -253,7 +224,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_up_leaves_nothing_behind() {
     let Some(fake) = fake().await else { return };
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     // The bootstrap fails after the sandbox exists: the guard terminates it.
     let out = cli.command(&["up", "--provider", "modal", "--name", "halfway"]).env("SBX_TEST_FAIL_PHASE", "start").output().await.expect("sbx");
     assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -263,14 +234,15 @@ async fn an_interrupted_up_leaves_nothing_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sbx_run_with_a_matrix_over_docker_and_modal_completes() {
+async fn sbx_run_with_a_matrix_over_docker_vercel_and_modal_completes() {
     let Some(fake) = fake().await else { return };
+    let Some(vercel) = crate::vercel::fake().await else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("repo")).expect("mkdir");
     std::fs::write(dir.path().join("repo/README.md"), "hello\n").expect("write");
     let yaml = format!(
         "version: 1\ndefaults: {{agent: mock, image: '{}'}}\ntasks:\n  - name: m\n    workspace: ./repo\n    \
-         prompt: \"write out/done.txt done\"\n    check: test -f out/done.txt\n    matrix:\n      provider: [docker, modal]\n",
+         prompt: \"write out/done.txt done\"\n    check: test -f out/done.txt\n    matrix:\n      provider: [docker, vercel, modal]\n",
         crate::conformance::base_image()
     );
     std::fs::write(dir.path().join("sbx.yaml"), yaml).expect("write");
@@ -282,8 +254,9 @@ async fn sbx_run_with_a_matrix_over_docker_and_modal_completes() {
         .env("SBX_RUNTIME", sbx_tests::static_runtime())
         .env("NO_COLOR", "1")
         .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("VERCEL_OIDC_TOKEN")
         .stdin(std::process::Stdio::null());
-    for (k, v) in fake.env() {
+    for (k, v) in fake.env().into_iter().chain(vercel.env()) {
         c.env(k, v);
     }
     let out = c.output().await.expect("sbx run");
@@ -291,6 +264,7 @@ async fn sbx_run_with_a_matrix_over_docker_and_modal_completes() {
     let base = dir.path().join("sbx-results");
     let run = std::fs::read_dir(&base).expect("sbx-results").next().expect("a run").expect("entry").path();
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).expect("summary")).expect("json");
-    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(0)), "{summary}");
+    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(3), Some(0)), "{summary}");
     assert!(fake.running_ids().is_empty(), "the run terminated its Modal sandbox");
+    assert!(vercel.sandbox_names().is_empty(), "the run stopped its Vercel sandbox");
 }

@@ -8,6 +8,8 @@ use sbx_providers::vercel::{Credentials, RetryPolicy, VercelProvider};
 use sbx_providers::{Error, ExecSpec, Provider, SandboxSpec, SandboxState};
 use sbx_tests::fakes::vercel::FakeVercel;
 
+use crate::cloud_cli::Cli;
+
 const CREATE: &str = "POST /api/v3/sandboxes";
 
 pub(crate) async fn fake() -> Option<FakeVercel> {
@@ -165,49 +167,11 @@ async fn a_sandbox_whose_timeout_ran_out_says_so() {
     assert!(fake.sandbox_names().is_empty());
 }
 
-/// `sbx` as a subprocess pointed at the fake (async, so the fake keeps serving meanwhile).
-struct Cli<'a> {
-    fake: &'a FakeVercel,
-    home: tempfile::TempDir,
-}
-
-impl Cli<'_> {
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(sbx_tests::bin("sbx"));
-        c.args(args)
-            .env("XDG_STATE_HOME", self.home.path().join("state"))
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .env("XDG_DATA_HOME", self.home.path().join("data"))
-            .env("SBX_RUNTIME", sbx_tests::static_runtime())
-            .env_remove("VERCEL_OIDC_TOKEN")
-            .env_remove("VERCEL_OIDC_TOKEN_FILE")
-            .env("NO_COLOR", "1");
-        for (k, v) in self.fake.env() {
-            c.env(k, v);
-        }
-        c
-    }
-
-    async fn run(&self, args: &[&str]) -> std::process::Output {
-        self.command(args).output().await.expect("run sbx")
-    }
-
-    async fn ok(&self, args: &[&str]) -> std::process::Output {
-        let out = self.run(args).await;
-        assert!(
-            out.status.success(),
-            "sbx {args:?} failed ({:?}):\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     cli.ok(&["up", "--provider", "vercel", "--name", "vc"]).await;
     assert_eq!(fake.sandbox_names().len(), 1);
 
@@ -264,7 +228,7 @@ async fn gc_finds_vercel_orphans_with_no_state_row() {
     let orphan = p.create(&orphan).await.expect("create");
     let alive = p.create(&alive).await.expect("create");
 
-    let cli = Cli { fake: &fake, home: tempfile::tempdir().expect("tempdir") };
+    let cli = Cli::new(fake.env());
     let out = cli.ok(&["gc", "--json"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&expired.id) && text.contains(&orphan.id), "{text}");
@@ -295,39 +259,7 @@ async fn the_runtime_runs_as_a_detached_command_and_a_restart_replaces_it() {
     p.destroy(id).await.expect("destroy");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sbx_run_with_a_matrix_over_docker_and_vercel_completes() {
-    let Some(fake) = fake().await else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("repo")).expect("mkdir");
-    std::fs::write(dir.path().join("repo/README.md"), "hello\n").expect("write");
-    let yaml = format!(
-        "version: 1\ndefaults: {{agent: mock, image: '{}'}}\ntasks:\n  - name: m\n    workspace: ./repo\n    \
-         prompt: \"write out/done.txt done\"\n    check: test -f out/done.txt\n    matrix:\n      provider: [docker, vercel]\n",
-        crate::conformance::base_image()
-    );
-    std::fs::write(dir.path().join("sbx.yaml"), yaml).expect("write");
-    let mut c = tokio::process::Command::new(sbx_tests::bin("sbx"));
-    c.args(["run", "-f", "sbx.yaml"])
-        .current_dir(dir.path())
-        .env("XDG_STATE_HOME", dir.path().join("state"))
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .env("SBX_RUNTIME", sbx_tests::static_runtime())
-        .env("NO_COLOR", "1")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("VERCEL_OIDC_TOKEN")
-        .stdin(std::process::Stdio::null());
-    for (k, v) in fake.env() {
-        c.env(k, v);
-    }
-    let out = c.output().await.expect("sbx run");
-    assert!(out.status.success(), "sbx run failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let base = dir.path().join("sbx-results");
-    let run = std::fs::read_dir(&base).expect("sbx-results").next().expect("a run").expect("entry").path();
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).expect("summary")).expect("json");
-    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(0)), "{summary}");
-    assert!(fake.sandbox_names().is_empty(), "the run removed its Vercel sandbox");
-}
+// `sbx run` over docker, vercel and modal in one matrix: modal::sbx_run_with_a_matrix_over_docker_vercel_and_modal_completes.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_that_answers_before_the_command_ends_is_asked_again() {

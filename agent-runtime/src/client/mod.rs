@@ -77,6 +77,30 @@ impl ClientError {
     }
 }
 
+/// Whether `e` is a connection that closed before it answered (a pooled connection whose peer had
+/// gone), as opposed to a runtime that can't be reached or took too long.
+fn died_while_idle(e: &reqwest::Error) -> bool {
+    if e.is_connect() || e.is_timeout() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// Client result type.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
@@ -162,9 +186,25 @@ impl Client {
     }
 
     /// Sends a request and turns a non-2xx answer into [`ClientError::Api`].
+    ///
+    /// A bodiless idempotent request (GET, HEAD, DELETE) that meets a pooled connection which died while
+    /// idle (the tunnel under it was re-dialled, the runtime restarted) is sent once more on a fresh
+    /// connection: the runtime never saw it, or seeing it twice changes nothing.
     pub async fn send(&self, rb: RequestBuilder) -> Result<Response> {
-        let resp = rb.send().await.map_err(|e| ClientError::Transport { url: self.base.clone(), source: e })?;
-        check(resp).await
+        let transport = |e| ClientError::Transport { url: self.base.clone(), source: e };
+        let (http, req) = rb.build_split();
+        let req = req.map_err(transport)?;
+        // An upgrade (a PTY, a relay) starts something on the runtime: never sent twice.
+        let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::DELETE) && !req.headers().contains_key(reqwest::header::UPGRADE);
+        let again = idempotent.then(|| req.try_clone()).flatten();
+        let resp = match (http.execute(req).await, again) {
+            (Err(e), Some(again)) if died_while_idle(&e) => {
+                tracing::debug!(error = %e, "a pooled connection to the runtime was dead; sending once more");
+                http.execute(again).await
+            }
+            (r, _) => r,
+        };
+        check(resp.map_err(transport)?).await
     }
 
     /// Sends a request and decodes a JSON answer.

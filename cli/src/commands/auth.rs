@@ -28,7 +28,8 @@ enum AuthCommand {
         after_help = "Examples:\n  sbx auth login e2b\n  printf %s \"$KEY\" | sbx auth login daytona --with-token\n  sbx auth login modal          # asks for ID:SECRET\n  SBX_KEYRING=file sbx auth login e2b   # the file even where a keyring runs\n\nSBX_KEYRING picks the store: auto (default), secret-service or file."
     )]
     Login {
-        /// e2b, daytona, vercel or modal.
+        /// A provider that takes an API key: e2b, daytona, vercel or modal.
+        #[arg(value_parser = crate::provider_arg::ProviderArg::Keyed, hide_possible_values = true)]
         provider: String,
         /// Read the key from standard input (even on a terminal), never from a prompt.
         #[arg(long)]
@@ -36,7 +37,8 @@ enum AuthCommand {
     },
     /// Remove a provider's stored API key.
     Logout {
-        /// e2b, daytona, vercel or modal.
+        /// A provider that takes an API key: e2b, daytona, vercel or modal.
+        #[arg(value_parser = crate::provider_arg::ProviderArg::Keyed, hide_possible_values = true)]
         provider: String,
     },
     /// Revoke a keyless sandbox's LLM relay token: its agents' model requests get 401 from now on

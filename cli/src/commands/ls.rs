@@ -16,7 +16,7 @@ use crate::state::now_secs;
 #[command(after_help = "Examples:\n  sbx ls\n  sbx ls --json | jq -r '.[] | select(.orphan) | .id'")]
 pub struct LsArgs {
     /// Only this provider.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = crate::provider_arg::ProviderArg::Any, hide_possible_values = true)]
     pub provider: Option<String>,
 }
 

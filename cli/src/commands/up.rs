@@ -19,7 +19,8 @@ use crate::provision::{self, Plan, Progress, UpOptions};
 #[command(after_help = "Examples:\n  sbx up --provider local --name dev\n  sbx up --provider docker --name box --cpus 2 --memory 2g --env FOO=bar\n  sbx up --provider docker --network none      # no network; the runtime is reached over a Unix socket\n  sbx up --provider docker --ttl 2h            # `sbx gc` removes it after two hours\n  sbx up --provider docker --credentials claude,codex   # agent sessions get this machine's keys")]
 pub struct UpArgs {
     /// Where to create it.
-    #[arg(short, long, default_value = "local", env = "SBX_PROVIDER", value_name = "PROVIDER", help = provider_help())]
+    #[arg(short, long, default_value = "local", env = "SBX_PROVIDER", value_name = "PROVIDER", help = provider_help(),
+          value_parser = crate::provider_arg::ProviderArg::Any, hide_possible_values = true)]
     pub provider: String,
     /// Its name (letters, digits, `-`, `_`; default: generated).
     #[arg(short, long)]

@@ -53,6 +53,9 @@
 //!   The result comes back as a `function_call_output` item whose `output` is a string
 //!   (`"Chunk ID: ..\nWall time: ..\nProcess exited with code 0\n...Output:\n..."`). No other
 //!   endpoint was called (no `/v1/models`); an unknown model only yields a warning item.
+//! - On its default model (no `model` in `config.toml`, as in a keyless sandbox) codex 0.163 sends
+//!   `x-openai-internal-codex-responses-lite: true` and a body with `tool_choice` but no `tools`, so
+//!   [`is_conversation`] calls it a side request: classify `/v1/responses` as conversation there.
 //! - Retries: a failed stream is retried `stream_max_retries` times (default 5, backoff 0.2 s
 //!   doubling, 401 included; `exec --json` prints `error` "Reconnecting... n/N" items), and within
 //!   each attempt 429/5xx are retried `request_max_retries` times (default 4). Both are provider

@@ -178,6 +178,11 @@ impl FakeDaytona {
         &self.state.config.api_key
     }
 
+    /// The environment that points `sbx` (and the official SDK) at this fake.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("DAYTONA_API_URL".into(), self.api_url()), ("DAYTONA_API_KEY".into(), self.api_key().into())]
+    }
+
     /// The image sandboxes run.
     pub fn image(&self) -> &str {
         &self.state.config.image
