@@ -5,7 +5,8 @@
 #   2. a Python venv with tests/oracle/requirements.txt (pytest, schemathesis, provider SDKs)
 #   3. the real agent binaries (Claude Code, Codex), extracted from their PyPI wheels
 #   4. the sbx-base Docker image (templates/docker/build.sh), and on top of it the OpenSSH test server
-#      image (templates/sshd/build.sh: Debian's openssh-server and fish) for the ssh provider's tests
+#      image (templates/sshd/build.sh: Debian's openssh-server and fish) for the ssh provider's tests;
+#      the Debian 13 image with Mistral's ACP agent vibe-acp (templates/vibe/build.sh) for the ACP tests
 #   5. $SBX_TEST_CACHE/env.sh with the paths below
 # Everything is cached outside the repo under ${SBX_TEST_CACHE:-$HOME/.cache/sbx-test}; a re-run
 # with everything present takes a few seconds. Detailed output of each step goes to
@@ -15,7 +16,7 @@
 #      SBX_PYTHON       interpreter for the venv (default python3)
 #      SBX_SKIP_DOCKER=1  skip the Docker image (SBX_BASE_IMAGE is then empty)
 # Output: export lines for SBX_TEST_CACHE SBX_TEST_VENV SBX_CLAUDE_BIN SBX_CODEX_BIN SBX_BASE_IMAGE
-#         SBX_SSHD_IMAGE,
+#         SBX_SSHD_IMAGE SBX_VIBE_IMAGE,
 #         also written to $SBX_TEST_CACHE/env.sh.
 set -euo pipefail
 
@@ -209,6 +210,7 @@ step 4/5 "docker image"
 LOG=$LOGS/docker.log
 BASE_IMAGE=
 SSHD_IMAGE=
+VIBE_IMAGE=
 if [ "${SBX_SKIP_DOCKER:-0}" = 1 ]; then
   done_ "skipped (SBX_SKIP_DOCKER=1)"
 else
@@ -229,6 +231,12 @@ else
   SSHD_IMAGE=$(printf '%s\n' "$out" | tail -n1)
   [ -n "$SSHD_IMAGE" ] || fail "templates/sshd/build.sh printed no image reference" "$LOG"
   if grep -q "$SSHD_IMAGE already present" "$LOG"; then done_ "ok (cached) $SSHD_IMAGE"; else done_ "built $SSHD_IMAGE (openssh-server, fish)"; fi
+  STEP_T0=$SECONDS
+  printf '[4/5] %-16s ' "vibe image"
+  out=$(bash "$REPO/templates/vibe/build.sh" 2>>"$LOG") || fail "templates/vibe/build.sh" "$LOG"
+  VIBE_IMAGE=$(printf '%s\n' "$out" | tail -n1)
+  [ -n "$VIBE_IMAGE" ] || fail "templates/vibe/build.sh printed no image reference" "$LOG"
+  if grep -q "$VIBE_IMAGE already present" "$LOG"; then done_ "ok (cached) $VIBE_IMAGE"; else done_ "built $VIBE_IMAGE (Debian 13, mistral-vibe)"; fi
 fi
 
 # ---- 5. env.sh -------------------------------------------------------------------------------
@@ -240,6 +248,7 @@ env_lines=$(
   printf 'export SBX_CODEX_BIN=%q\n' "$AGENTS/codex"
   printf 'export SBX_BASE_IMAGE=%q\n' "$BASE_IMAGE"
   printf 'export SBX_SSHD_IMAGE=%q\n' "$SSHD_IMAGE"
+  printf 'export SBX_VIBE_IMAGE=%q\n' "$VIBE_IMAGE"
 )
 if [ -f "$CACHE/env.sh" ] && [ "$(cat "$CACHE/env.sh")" = "$env_lines" ]; then
   done_ "ok (cached) $CACHE/env.sh"

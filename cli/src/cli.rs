@@ -95,6 +95,8 @@ pub enum Command {
     Prompt(commands::session::PromptArgs),
     /// The coding agents in a sandbox: ls, install.
     Agent(commands::agent::AgentArgs),
+    /// Be an ACP agent on stdin/stdout for an editor (Zed…), running the agent in a sandbox.
+    Acp(commands::acp::AcpArgs),
     /// Check a sandbox's agents and whether their LLM endpoint answers from inside it.
     Doctor(commands::doctor::DoctorArgs),
     /// LLM credentials on this machine: list them (masked) or print them as shell assignments.

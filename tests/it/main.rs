@@ -1,4 +1,5 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
+mod acp;
 mod agent_install;
 mod auth;
 mod auth_keyring;

@@ -130,7 +130,7 @@ struct Inner {
     config: ServerConfig,
     started: Instant,
     fs: fs::FsRoot,
-    processes: processes::ProcessManager,
+    processes: Arc<processes::ProcessManager>,
     sessions: sessions::SessionManager,
     relay: llm_relay::Relay,
 }
@@ -143,8 +143,10 @@ impl AppState {
     /// Builds the state from a config.
     pub fn new(config: ServerConfig) -> std::io::Result<Self> {
         let fs = fs::FsRoot::new(config.root.clone())?;
-        let processes = processes::ProcessManager::new(config.limits.clone(), fs.clone());
+        let processes = Arc::new(processes::ProcessManager::new(config.limits.clone(), fs.clone()));
         let sessions = sessions::SessionManager::new(config.state_dir.clone(), config.helper_exe.clone(), config.session_env.clone(), fs.clone())?;
+        // ACP agents' terminals run as managed processes.
+        sessions.set_processes(Arc::clone(&processes));
         Ok(Self(Arc::new(Inner { config, started: Instant::now(), fs, processes, sessions, relay: Default::default() })))
     }
     /// The config the server started with.

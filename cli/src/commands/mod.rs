@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod acp;
 pub mod agent;
 pub mod auth;
 pub mod credentials;
@@ -40,7 +41,7 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
     };
     let mut ctx = Ctx::open(out)?;
     // Commands that run agents serve the LLM relay of the keyless sandboxes they reach while they run.
-    if matches!(cmd, Command::Session(_) | Command::Prompt(_) | Command::Run(_)) {
+    if matches!(cmd, Command::Session(_) | Command::Prompt(_) | Command::Run(_) | Command::Acp(_)) {
         ctx.serve_relays();
     }
     let ctx = ctx;
@@ -60,6 +61,7 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Session(a) => session::run(&ctx, a).await,
         Command::Prompt(a) => session::prompt(&ctx, a).await,
         Command::Agent(a) => agent::run(&ctx, a).await,
+        Command::Acp(a) => acp::run(&ctx, a).await,
         Command::Doctor(a) => doctor::run(&ctx, a).await,
         Command::Auth(a) => auth::run(&ctx, a).await,
         Command::Credentials(_) | Command::Config(_) | Command::Providers(_) | Command::SelfUpdate(_) => {

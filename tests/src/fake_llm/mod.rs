@@ -67,11 +67,13 @@
 //! # Endpoints
 //!
 //! `POST /v1/messages` (streaming or plain JSON), `POST /v1/messages/count_tokens` (an estimate),
-//! `POST /v1/responses` (streaming or plain JSON), `GET /v1/models` (Anthropic or OpenAI shape, by the
+//! `POST /v1/responses` (streaming or plain JSON), `POST /v1/chat/completions` (streaming or plain
+//! JSON, with tool calls: what `vibe-acp` speaks; see `chat.rs`), `GET /v1/models` (Anthropic or OpenAI shape, by the
 //! `anthropic-version` header), `HEAD|GET /api/hello`; anything else is a JSON 404 in the API's error
 //! shape. Request handling never panics. `SBX_FAKE_LLM_LOG=1` prints one line per request on stderr.
 
 mod anthropic;
+mod chat;
 mod openai;
 mod recorded;
 mod script;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::recorded::{Api, Recorded};
 use super::script::{is_conversation, resolve, Reply};
 use super::wire::{json_response, models, not_found};
-use super::{anthropic, openai, DEFAULT_TEXT};
+use super::{anthropic, chat, openai, DEFAULT_TEXT};
 
 /// Decides whether a request is a conversation request (see [`FakeLlm::classify_with`]).
 type Classifier = Arc<dyn Fn(&Recorded) -> bool + Send + Sync>;
@@ -229,6 +229,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Messages,
         CountTokens,
         Responses,
+        Chat,
         Models,
         Hello,
         NotFound,
@@ -237,6 +238,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         (&Method::POST, "/v1/messages") => Route::Messages,
         (&Method::POST, "/v1/messages/count_tokens") => Route::CountTokens,
         (&Method::POST, "/v1/responses") => Route::Responses,
+        (&Method::POST, "/v1/chat/completions") => Route::Chat,
         (&Method::GET, "/v1/models") => Route::Models,
         (&Method::GET | &Method::HEAD, "/api/hello") => Route::Hello,
         _ => Route::NotFound,
@@ -252,7 +254,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         headers: header_list(headers),
         body,
     };
-    if matches!(route, Route::Messages | Route::Responses) {
+    if matches!(route, Route::Messages | Route::Responses | Route::Chat) {
         let classifier = shared.classifier.lock().unwrap_or_else(|e| e.into_inner()).clone();
         recorded.conversation = match classifier {
             Some(f) => f(&recorded),
@@ -281,7 +283,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             recorded.model(),
             recorded.tool_names().len(),
             match route {
-                Route::Messages | Route::Responses => format!("{reply:?}"),
+                Route::Messages | Route::Responses | Route::Chat => format!("{reply:?}"),
                 Route::CountTokens => "count_tokens".into(),
                 Route::Models => "models".into(),
                 Route::Hello => "hello".into(),
@@ -294,6 +296,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     match route {
         Route::Messages => anthropic::reply(&shared, &recorded, reply, input_tokens).await,
         Route::Responses => openai::reply(&shared, &recorded, reply, input_tokens).await,
+        Route::Chat => chat::reply(&shared, &recorded, reply, input_tokens).await,
         Route::CountTokens => json_response(StatusCode::OK, &json!({"input_tokens": input_tokens}), None),
         Route::Models => models(api),
         // Claude Code pre-warms its connection with `HEAD {base}/api/hello` and ignores the answer.

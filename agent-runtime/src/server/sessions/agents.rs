@@ -3,12 +3,16 @@
 //!
 //! A binary is looked for in the runtime's own agent directory first (`<state>/agents/bin/<id>`,
 //! where installs put it), then on `PATH`. Installing is in `install/`.
+//!
+//! Besides the native adapters (`claude`, `codex`, `mock`) every agent that speaks ACP is driven by
+//! the generic ACP adapter: the presets of `acp/config.rs` and the entries of `<state>/agents/acp.json`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use super::acp::config::{self as acp_config, AcpLaunch};
 use super::driver::{AgentDriver, AgentGone, SessionSettings};
 use crate::api::session::{AgentCapabilities, AgentInfo, AgentMode};
 use crate::api::ProblemKind;
@@ -24,6 +28,8 @@ pub(crate) struct AgentSpec {
     models: &'static [&'static str],
     modes: &'static [(&'static str, &'static str)],
     capabilities: fn() -> AgentCapabilities,
+    /// For agents driven over ACP: how to start them.
+    pub(crate) acp: Option<AcpLaunch>,
 }
 
 fn full_caps() -> AgentCapabilities {
@@ -38,6 +44,86 @@ fn mock_caps() -> AgentCapabilities {
     AgentCapabilities { mcp: false, ..full_caps() }
 }
 
+fn acp_caps() -> AgentCapabilities {
+    // Questions need ACP elicitation, which the adapter does not answer yet; resuming needs the
+    // agent's `loadSession`.
+    AgentCapabilities { questions: false, ..full_caps() }
+}
+
+/// Leaks a string for an agent spec (specs live as long as the runtime; see `AcpSpecs`).
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// The spec of an ACP agent (its command is its one binary name).
+fn acp_spec(id: &str, name: &str, command: &str, modes: Vec<(String, String)>, launch: AcpLaunch) -> &'static AgentSpec {
+    let binaries: &'static [&'static str] = Box::leak(vec![leak(command)].into_boxed_slice());
+    let modes: Vec<(&'static str, &'static str)> = modes.iter().map(|(m, d)| (leak(m), leak(d))).collect();
+    Box::leak(Box::new(AgentSpec {
+        id: leak(id),
+        name: leak(name),
+        binaries,
+        models: &[],
+        modes: Box::leak(modes.into_boxed_slice()),
+        capabilities: acp_caps,
+        acp: Some(launch),
+    }))
+}
+
+/// The ACP agents: presets, then `acp.json`'s entries, reread when the file changes. Specs are leaked
+/// (they are `&'static` like the native ones): once per runtime for the presets, once per change of
+/// the file for its entries.
+struct AcpSpecs {
+    presets: Vec<&'static AgentSpec>,
+    custom: Mutex<(Option<SystemTime>, Vec<&'static AgentSpec>)>,
+}
+
+impl AcpSpecs {
+    fn new() -> Self {
+        let presets = acp_config::PRESETS
+            .iter()
+            .map(|p| {
+                let modes = p.modes.iter().map(|(m, d)| ((*m).to_owned(), (*d).to_owned())).collect();
+                acp_spec(p.id, p.name, p.command, modes, p.launch())
+            })
+            .collect();
+        Self { presets, custom: Mutex::new((None, Vec::new())) }
+    }
+
+    /// `acp.json`'s agents, reread when its modification time changed; a bad file is logged and
+    /// counts as empty.
+    fn custom(&self, dir: &Path) -> Vec<&'static AgentSpec> {
+        let path = dir.join(acp_config::CONFIG_FILE);
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut cur = self.custom.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.0 != mtime {
+            let builtin: Vec<&str> = SPECS.iter().map(|s| s.id).chain(self.presets.iter().map(|s| s.id)).collect();
+            let agents = match acp_config::load(dir, &builtin) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ACP agent config ignored");
+                    Vec::new()
+                }
+            };
+            let specs = agents
+                .iter()
+                .map(|a| {
+                    let modes = a.modes.iter().map(|m| (m.id.clone(), m.description.clone())).collect();
+                    acp_spec(&a.id, a.name.as_deref().unwrap_or(&a.id), &a.command, modes, a.launch())
+                })
+                .collect();
+            *cur = (mtime, specs);
+        }
+        cur.1.clone()
+    }
+
+    fn all(&self, dir: &Path) -> Vec<&'static AgentSpec> {
+        let mut v = self.presets.clone();
+        v.extend(self.custom(dir));
+        v
+    }
+}
+
 const SPECS: &[AgentSpec] = &[
     AgentSpec {
         id: "claude",
@@ -50,6 +136,7 @@ const SPECS: &[AgentSpec] = &[
             ("plan", "Plan only: read and propose, change nothing"),
         ],
         capabilities: full_caps,
+        acp: None,
     },
     AgentSpec {
         id: "codex",
@@ -62,6 +149,7 @@ const SPECS: &[AgentSpec] = &[
             ("read-only", "Codex's own sandbox: read only"),
         ],
         capabilities: codex_caps,
+        acp: None,
     },
     AgentSpec {
         id: "mock",
@@ -70,10 +158,11 @@ const SPECS: &[AgentSpec] = &[
         models: &["mock"],
         modes: &[("default", "Follow the message as a script (see the docs)")],
         capabilities: mock_caps,
+        acp: None,
     },
 ];
 
-/// Every agent id, for error messages.
+/// Every native agent id (those with an adapter of their own).
 pub(crate) fn agent_ids() -> Vec<&'static str> {
     SPECS.iter().map(|s| s.id).collect()
 }
@@ -82,6 +171,7 @@ pub(crate) fn agent_ids() -> Vec<&'static str> {
 pub(crate) struct AgentRegistry {
     dir: PathBuf,
     versions: Mutex<HashMap<PathBuf, (SystemTime, String)>>,
+    acp: AcpSpecs,
 }
 
 impl AgentRegistry {
@@ -91,7 +181,7 @@ impl AgentRegistry {
     }
 
     pub(crate) fn new(dir: PathBuf) -> Self {
-        Self { dir, versions: Mutex::new(HashMap::new()) }
+        Self { dir, versions: Mutex::new(HashMap::new()), acp: AcpSpecs::new() }
     }
 
     /// Where installs put binaries (`<state>/agents/bin`).
@@ -99,10 +189,23 @@ impl AgentRegistry {
         self.dir.join("bin")
     }
 
+    /// Every agent: native, then ACP presets, then configured ACP agents.
+    fn specs(&self) -> Vec<&'static AgentSpec> {
+        let mut v: Vec<&'static AgentSpec> = SPECS.iter().collect();
+        v.extend(self.acp.all(&self.dir));
+        v
+    }
+
     /// The spec of `id`, or a 404 listing the known ones.
     pub(crate) fn spec(&self, id: &str) -> Result<&'static AgentSpec, ApiError> {
-        SPECS.iter().find(|s| s.id == id).ok_or_else(|| {
-            ApiError::not_found(format!("unknown agent `{id}`; known agents: {}", agent_ids().join(", ")))
+        let specs = self.specs();
+        specs.iter().find(|s| s.id == id).copied().ok_or_else(|| {
+            let ids: Vec<&str> = specs.iter().map(|s| s.id).collect();
+            ApiError::not_found(format!(
+                "unknown agent `{id}`; known agents: {} (other ACP agents are configured in {})",
+                ids.join(", "),
+                self.dir.join(acp_config::CONFIG_FILE).display()
+            ))
         })
     }
 
@@ -111,6 +214,11 @@ impl AgentRegistry {
         let own = self.bin_dir().join(spec.id);
         if is_executable(&own) {
             return Some(own);
+        }
+        // A configured command with a path is that file.
+        if let Some(cmd) = spec.binaries.iter().find(|b| b.contains('/')) {
+            let p = PathBuf::from(cmd);
+            return is_executable(&p).then_some(p);
         }
         let path = std::env::var_os("PATH")?;
         for dir in std::env::split_paths(&path) {
@@ -130,6 +238,17 @@ impl AgentRegistry {
             return Ok(PathBuf::new());
         }
         self.find(spec).ok_or_else(|| {
+            if let Some(acp) = &spec.acp {
+                return ApiError::new(
+                    ProblemKind::AgentNotInstalled,
+                    format!(
+                        "the {} agent (`{}`) is not installed in this sandbox: {}",
+                        spec.name,
+                        spec.binaries.join(" "),
+                        acp.install_hint
+                    ),
+                );
+            }
             ApiError::new(
                 ProblemKind::AgentNotInstalled,
                 format!(
@@ -145,6 +264,9 @@ impl AgentRegistry {
     pub(crate) async fn info(&self, spec: &'static AgentSpec) -> AgentInfo {
         let path = self.find(spec);
         let version = match &path {
+            // ACP agents are often interpreters' scripts (or an interpreter running one): their
+            // `--version` may say nothing useful, or start the agent.
+            Some(_) if spec.acp.is_some() => None,
             Some(p) => self.version(p).await,
             None if spec.binaries.is_empty() => Some(crate::VERSION.to_owned()),
             None => None,
@@ -159,14 +281,17 @@ impl AgentRegistry {
             capabilities: (spec.capabilities)(),
             models: spec.models.iter().map(|m| (*m).to_owned()).collect(),
             modes: spec.modes.iter().map(|(id, d)| AgentMode { id: (*id).into(), description: (*d).into() }).collect(),
-            install_hint: (!installed).then(|| format!("sbx agent install <sandbox> {} --from-host", spec.id)),
+            install_hint: (!installed).then(|| match &spec.acp {
+                Some(acp) => acp.install_hint.clone(),
+                None => format!("sbx agent install <sandbox> {} --from-host", spec.id),
+            }),
         }
     }
 
     /// Every agent.
     pub(crate) async fn list(&self) -> Vec<AgentInfo> {
         let mut out = Vec::new();
-        for spec in SPECS {
+        for spec in self.specs() {
             out.push(self.info(spec).await);
         }
         out
@@ -212,6 +337,9 @@ impl AgentRegistry {
 /// Starts the driver of `spec` for a session.
 pub(crate) async fn start_driver(spec: &AgentSpec, mut settings: SessionSettings) -> Result<Box<dyn AgentDriver>, AgentGone> {
     super::llm::apply(spec.id, &mut settings)?;
+    if let Some(launch) = &spec.acp {
+        return Ok(Box::new(super::acp::AcpDriver::start(spec.id, launch.clone(), settings).await?));
+    }
     match spec.id {
         "mock" => Ok(Box::new(super::mock::MockDriver::new(&settings))),
         "claude" => Ok(Box::new(super::claude::ClaudeDriver::new(settings).await?)),

@@ -59,6 +59,8 @@ pub(crate) struct SessionSettings {
     /// The agent's LLM endpoint and where it came from, when known (checked before each turn; see
     /// `llm.rs`).
     pub(crate) llm_url: Option<(String, &'static str)>,
+    /// The runtime's managed processes (ACP agents' terminals run there).
+    pub(crate) processes: Option<Arc<crate::server::processes::ProcessManager>>,
 }
 
 /// A question or permission waiting for a person.
@@ -354,4 +356,10 @@ pub(crate) fn question_options(q: &serde_json::Value) -> Vec<String> {
         .and_then(serde_json::Value::as_array)
         .map(|o| o.iter().filter_map(|x| x.get("label").and_then(serde_json::Value::as_str).map(str::to_owned)).collect())
         .unwrap_or_default()
+}
+
+impl std::fmt::Debug for crate::server::processes::ProcessManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessManager").finish_non_exhaustive()
+    }
 }

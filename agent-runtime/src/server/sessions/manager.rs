@@ -115,6 +115,8 @@ struct Inner {
     session_env: std::sync::RwLock<BTreeMap<String, String>>,
     /// `http://127.0.0.1:PORT`: where agents reach this runtime's LLM relay (set once the TCP listener is bound).
     relay_root: std::sync::OnceLock<String>,
+    /// The runtime's managed processes (ACP agents' terminals run there).
+    processes: std::sync::OnceLock<Arc<crate::server::processes::ProcessManager>>,
     /// Holds a temporary directory alive when no state directory was configured.
     _temp: Option<tempfile::TempDir>,
 }
@@ -131,12 +133,17 @@ impl SessionManager {
         };
         let agents = AgentRegistry::new(base.join("agents"));
         let dir = base.join("sessions");
-        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, session_env: std::sync::RwLock::new(session_env), relay_root: Default::default(), _temp: temp }) })
+        Ok(Self { inner: Arc::new(Inner { dir, fs, agents, sessions: Mutex::new(BTreeMap::new()), helper_exe, session_env: std::sync::RwLock::new(session_env), relay_root: Default::default(), processes: Default::default(), _temp: temp }) })
     }
 
     /// Replaces the environment every agent session started from now on gets.
     pub fn set_session_env(&self, env: BTreeMap<String, String>) {
         *self.inner.session_env.write().unwrap_or_else(|e| e.into_inner()) = env;
+    }
+
+    /// Gives sessions the runtime's process table (for ACP terminals).
+    pub fn set_processes(&self, processes: Arc<crate::server::processes::ProcessManager>) {
+        let _ = self.inner.processes.set(processes);
     }
 
     /// Records where agents reach this runtime over loopback (for the LLM relay of keyless sandboxes).
@@ -396,6 +403,7 @@ impl SessionManager {
             binary,
             helper_exe: self.inner.helper_exe.clone(),
             llm_url: None,
+            processes: self.inner.processes.get().cloned(),
         }
     }
 

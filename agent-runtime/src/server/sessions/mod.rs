@@ -4,7 +4,8 @@
 //! - `manager.rs`: the session table, turns, replies, cancel, end, and recovery after a restart.
 //! - `driver.rs`: the trait every agent adapter implements, and what a turn can do (emit, ask).
 //! - `agents.rs`: finding, versioning and installing agent binaries.
-//! - one file per adapter: `mock.rs`, `claude.rs` (+ `permission_mcp.rs`), `codex.rs`.
+//! - one file per adapter: `mock.rs`, `claude.rs` (+ `permission_mcp.rs`), `codex/`, and `acp/` for
+//!   every agent that speaks the Agent Client Protocol.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::api::session::{
 };
 use crate::api::Problem;
 
+mod acp;
 mod agents;
 mod claude;
 mod codex;

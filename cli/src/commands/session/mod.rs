@@ -85,7 +85,7 @@ pub enum Approve {
 /// Session settings shared by `session new` and `prompt`.
 #[derive(Args, Debug, Clone)]
 pub struct AgentOptions {
-    /// The agent: claude, codex or mock.
+    /// The agent: claude, codex, mock, an ACP agent (vibe, gemini, opencode, openhands) or one configured in the sandbox.
     #[arg(short, long, default_value = "claude")]
     pub agent: String,
     /// The model to ask the agent for.
@@ -106,7 +106,7 @@ pub struct AgentOptions {
 }
 
 impl AgentOptions {
-    fn request(&self, default_policy: PermissionPolicy) -> Result<CreateSessionRequest> {
+    pub(crate) fn request(&self, default_policy: PermissionPolicy) -> Result<CreateSessionRequest> {
         let mut env = BTreeMap::new();
         for p in &self.env {
             match p.split_once('=') {

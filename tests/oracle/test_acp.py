@@ -1,0 +1,117 @@
+"""`sbx acp` driven by the official ACP Python SDK (`agent-client-protocol`, pinned in requirements.txt) as
+the editor would: initialize, a new session, a prompt whose tool call asks permission (allowed, then
+denied), and a cancel mid-turn, against the built-in mock agent in a local sandbox. The SDK's pydantic
+models validate every message sbx sends, so a message off the schema fails the test."""
+
+import asyncio
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from oracle_support import ROOT, missing, require_module
+
+acp = require_module("acp")
+schema = require_module("acp.schema")
+
+
+def sbx_binary() -> Path:
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    p = target / "debug" / "sbx"
+    if not p.exists():
+        subprocess.run(["cargo", "build", "-q", "-p", "sbx-cli"], cwd=ROOT, check=True)
+    if not p.exists():
+        missing("sbx is not built: cargo build -p sbx-cli")
+    return p
+
+
+class Editor:
+    """The client side: records updates, answers permission requests with `self.answer`."""
+
+    def __init__(self):
+        self.updates = []
+        self.asked = []
+        self.answer = "allow_once"
+
+    async def request_permission(self, session_id, tool_call, options, **kwargs):
+        self.asked.append((tool_call, [o.option_id for o in options]))
+        return schema.RequestPermissionResponse(outcome=schema.AllowedOutcome(outcome="selected", option_id=self.answer))
+
+    async def session_update(self, session_id, update, **kwargs):
+        self.updates.append(update)
+
+    def kinds(self):
+        return [u.session_update for u in self.updates]
+
+    def text(self):
+        return "".join(u.content.text for u in self.updates if u.session_update == "agent_message_chunk")
+
+    def on_connect(self, conn):
+        pass
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    sbx = sbx_binary()
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "config"), NO_COLOR="1")
+    name = "acp-" + uuid.uuid4().hex[:8]
+    up = subprocess.run([str(sbx), "up", "--provider", "local", "--name", name], env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield sbx, name, env
+    finally:
+        subprocess.run([str(sbx), "down", name], env=env, capture_output=True)
+
+
+def sbx_cat(sandbox, path):
+    sbx, name, env = sandbox
+    return subprocess.run([str(sbx), "fs", "cat", name, path], env=env, capture_output=True, text=True)
+
+
+def test_sbx_acp_serves_an_editor(sandbox):
+    sbx, name, env = sandbox
+    async def main():
+        editor = Editor()
+        args = ["acp", name, "--agent", "mock"]
+        async with acp.spawn_agent_process(editor, str(sbx), *args, env=env) as (conn, _proc):
+            init = await asyncio.wait_for(conn.initialize(protocol_version=acp.PROTOCOL_VERSION), 30)
+            assert init.protocol_version == 1
+            assert init.agent_info.name == "sbx"
+            sess = await conn.new_session(cwd=str(Path.cwd()), mcp_servers=[])
+            sid = sess.session_id
+
+            # A tool call that asks permission, allowed: the file is written in the sandbox.
+            resp = await asyncio.wait_for(conn.prompt(session_id=sid, prompt=[acp.text_block("write a.txt hello from acp\necho done")]), 60)
+            assert resp.stop_reason == "end_turn"
+            assert len(editor.asked) == 1 and editor.asked[0][1] == ["allow_once", "allow_always", "reject_once"]
+            assert "tool_call" in editor.kinds() and "tool_call_update" in editor.kinds()
+            done = [u for u in editor.updates if u.session_update == "tool_call_update" and u.status == "completed"]
+            assert done, editor.kinds()
+            assert "done" in editor.text()
+            assert resp.usage is not None and resp.usage.input_tokens > 0
+
+            # Denied: the tool never runs.
+            editor.answer = "reject_once"
+            resp = await asyncio.wait_for(conn.prompt(session_id=sid, prompt=[acp.text_block("write b.txt nope")]), 60)
+            assert resp.stop_reason == "end_turn"
+            assert any(u.session_update == "tool_call_update" and u.status == "failed" for u in editor.updates)
+
+            # Cancel mid-turn.
+            editor.updates.clear()
+            turn = asyncio.ensure_future(conn.prompt(session_id=sid, prompt=[acp.text_block("echo started\nsleep 30000\necho never")]))
+            for _ in range(300):
+                if "started" in editor.text():
+                    break
+                await asyncio.sleep(0.05)
+            assert "started" in editor.text(), editor.kinds()
+            await conn.cancel(session_id=sid)
+            resp = await asyncio.wait_for(turn, 20)
+            assert resp.stop_reason == "cancelled"
+            assert "never" not in editor.text()
+
+    asyncio.run(main())
+    # The session worked in the sandbox's root (no --cwd): the file is there, the denied one is not.
+    assert sbx_cat(sandbox, "a.txt").stdout == "hello from acp"
+    assert sbx_cat(sandbox, "b.txt").returncode != 0
