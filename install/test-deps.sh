@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the sbx test suites need that is not a Rust crate, idempotently:
 #   1. apt packages: debootstrap, docker-registry, dbus + gnome-keyring (a real Secret Service for the
-#      `sbx auth login` tests) (required), skopeo (optional)
+#      `sbx auth login` tests), chromium + chromium-driver (the report's browser tests, driven over the
+#      DevTools protocol) (required), skopeo (optional)
 #   2. a Python venv with tests/oracle/requirements.txt (pytest, schemathesis, provider SDKs)
 #   3. the real agent binaries (Claude Code, Codex), extracted from their PyPI wheels
 #   4. the sbx-base Docker image (templates/docker/build.sh), and on top of it the OpenSSH test server
@@ -65,7 +66,8 @@ fi
 # ---- 1. apt packages -------------------------------------------------------------------------
 # openssh-client: ssh-keygen, ssh-agent and ssh-add for the ssh provider's tests (the server side runs
 # in a container, templates/sshd/).
-apt_required=(debootstrap docker-registry dbus-daemon dbus-bin gnome-keyring openssh-client)
+# chromium: headless, for the tests of report.html (tests/src/browser.rs); chromium-driver for WebDriver.
+apt_required=(debootstrap docker-registry dbus-daemon dbus-bin gnome-keyring openssh-client chromium chromium-driver)
 apt_optional=(skopeo)
 has_deb() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
 apt_install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "$@"; }

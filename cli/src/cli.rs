@@ -113,7 +113,7 @@ pub enum Command {
     Usage(commands::keyless::UsageArgs),
     /// Run many tasks, each in its own sandbox with an agent, from an sbx.yaml (for CI).
     Run(crate::run::RunArgs),
-    /// Runs recorded on this machine: ls, show.
+    /// Runs recorded on this machine: ls, show (--open: the HTML report), report.
     Runs(crate::run::RunsArgs),
     /// sbx.yaml helpers: schema.
     Config(crate::run::ConfigArgs),

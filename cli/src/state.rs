@@ -202,6 +202,18 @@ impl State {
         rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
     }
 
+    /// Where a run's results directory is (absolute).
+    pub fn set_run_results(&self, id: &str, dir: &Path) -> Result<()> {
+        self.conn.execute("UPDATE runs SET results = ?2 WHERE id = ?1", params![id, dir.to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// A run's results directory, when it was recorded (runs from before sbx recorded it have none).
+    pub fn run_results(&self, id: &str) -> Result<Option<PathBuf>> {
+        let dir: Option<Option<String>> = self.conn.query_row("SELECT results FROM runs WHERE id = ?1", params![id], |r| r.get(0)).optional()?;
+        Ok(dir.flatten().map(PathBuf::from))
+    }
+
     /// One run's status and summary JSON.
     pub fn get_run(&self, id: &str) -> Result<Option<(String, Option<String>)>> {
         self.conn
@@ -300,15 +312,23 @@ fn when_not_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Res
 /// (so opening never takes the write lock in the common case); a change runs in one immediate
 /// transaction that checks again, so two processes opening an old database at once both succeed.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let has_phases = |c: &Connection| -> rusqlite::Result<bool> {
-        c.query_row("SELECT COUNT(*) FROM pragma_table_info('sandboxes') WHERE name = 'phases'", [], |r| r.get::<_, i64>(0)).map(|n| n > 0)
+    // Columns added after a table was first made: (table, column, type).
+    const ADDED: [(&str, &str, &str); 2] = [("sandboxes", "phases", "TEXT"), ("runs", "results", "TEXT")];
+    let has = |c: &Connection, table: &str, column: &str| -> rusqlite::Result<bool> {
+        c.query_row(&format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"), params![column], |r| r.get::<_, i64>(0)).map(|n| n > 0)
     };
-    if has_phases(conn)? {
+    let mut missing = false;
+    for (table, column, _) in ADDED {
+        missing |= !has(conn, table, column)?;
+    }
+    if !missing {
         return Ok(());
     }
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    if !has_phases(&tx)? {
-        tx.execute_batch("ALTER TABLE sandboxes ADD COLUMN phases TEXT")?;
+    for (table, column, ty) in ADDED {
+        if !has(&tx, table, column)? {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))?;
+        }
     }
     tx.commit()?;
     Ok(())

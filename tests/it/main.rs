@@ -24,6 +24,7 @@ mod llm_relay;
 mod output_bytes;
 mod processes;
 mod pty;
+mod report;
 mod run;
 mod run_agents;
 mod secrets;

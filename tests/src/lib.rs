@@ -3,6 +3,7 @@
 //!
 //! Tests never sleep for a fixed time to wait for something: they poll a condition with [`wait_for`].
 
+pub mod browser;
 pub mod fake_llm;
 pub mod fakes;
 pub mod release_channel;

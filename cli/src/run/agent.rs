@@ -106,6 +106,7 @@ async fn turn(client: &Client, task: &PlannedTask, session: &str, log: &mut Log,
         let done = match &ev.body {
             EventData::TurnCompleted(t) if ev.sequence > turn.first_sequence => {
                 r.usage = t.usage.clone();
+                r.cost_usd = t.cost_usd;
                 Some(t.outcome == TurnOutcome::Completed)
             }
             _ => None,

@@ -5,11 +5,12 @@
 //! - `plan.rs`: defaults, matrix expansion, `--filter`, `--shard`.
 //! - `task.rs`: one task's pipeline; `agent.rs`: its agent session; `diff.rs`: its `diff.patch`.
 //! - `values.rs`: the validated value types of the file (sizes, durations, names).
-//! - `report.rs`: `summary.json`, `junit.xml`, `summary.md`.
+//! - `report.rs`: `summary.json`, `junit.xml`, `summary.md`; `html.rs`: `report.html`.
 
 pub mod agent;
 pub mod config;
 pub mod diff;
+pub mod html;
 pub mod plan;
 pub mod report;
 pub mod task;
@@ -74,10 +75,22 @@ pub struct RunsArgs {
 enum RunsCommand {
     /// List recorded runs, newest first.
     Ls,
-    /// Show one run's summary.
+    /// Show one run's summary (and where its report.html is).
     Show {
         /// The run id.
         run: String,
+        /// Open the run's report.html in the browser ($BROWSER, else xdg-open / open).
+        #[arg(long)]
+        open: bool,
+    },
+    /// Write DIR/report.html again from DIR's summary.json and task directories (results of an older
+    /// sbx, or copied from CI).
+    Report {
+        /// A results directory (sbx-results/<run-id>).
+        dir: PathBuf,
+        /// Open it afterwards.
+        #[arg(long)]
+        open: bool,
     },
 }
 
@@ -144,6 +157,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
     let results = a.results.clone().unwrap_or_else(|| PathBuf::from("sbx-results").join(&run_id));
     std::fs::create_dir_all(&results).map_err(|e| usage(format!("cannot create {}: {e}", results.display())))?;
     ctx.state.record_run(&run_id, "running", None)?;
+    ctx.state.set_run_results(&run_id, &std::path::absolute(&results).unwrap_or_else(|_| results.clone()))?;
     ctx.out.note(format!("run {run_id}: {}, {concurrency} at a time; results in {}", report::count(tasks.len(), "task", "tasks"), results.display()));
 
     let cancel = CancellationToken::new();
@@ -215,7 +229,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
             summary.failed,
             report::count(summary.errors, "error", "errors"),
             if interrupted { ", interrupted" } else { "" },
-            results.join("summary.md").display()
+            results.join("report.html").display()
         ));
     }
     Ok(if interrupted {
@@ -274,13 +288,15 @@ pub fn runs_command(ctx: &Ctx, a: RunsArgs) -> Result<Exit> {
             }
             Ok(Exit::Success)
         }
-        RunsCommand::Show { run } => {
+        RunsCommand::Show { run, open } => {
             let Some((status, summary)) = ctx.state.get_run(&run)? else {
                 return Err(usage(format!("no run `{run}`; `sbx runs ls` lists them")));
             };
             let summary: Option<serde_json::Value> = summary.and_then(|s| serde_json::from_str(&s).ok());
+            let results = ctx.state.run_results(&run)?;
+            let report = results.as_ref().map(|d| d.join("report.html")).filter(|p| p.exists());
             if ctx.out.json {
-                ctx.out.json_value(&serde_json::json!({"id": run, "status": status, "summary": summary}));
+                ctx.out.json_value(&serde_json::json!({"id": run, "status": status, "results": results, "report": report, "summary": summary}));
             } else {
                 ctx.out.line(format!("run {run}: {status}"));
                 if let Some(s) = summary {
@@ -293,10 +309,67 @@ pub fn runs_command(ctx: &Ctx, a: RunsArgs) -> Result<Exit> {
                         ));
                     }
                 }
+                if let Some(r) = &report {
+                    ctx.out.line(format!("report: {}", r.display()));
+                }
+            }
+            if open {
+                let Some(r) = report else {
+                    let why = match results {
+                        Some(d) => format!("{} has no report.html (`sbx runs report {}` writes one)", d.display(), d.display()),
+                        None => "sbx did not record where its results went (a run from an older sbx)".to_owned(),
+                    };
+                    return Err(usage(format!("cannot open the report of `{run}`: {why}")));
+                };
+                open_in_browser(&r)?;
+            }
+            Ok(Exit::Success)
+        }
+        RunsCommand::Report { dir, open } => {
+            let text = std::fs::read(dir.join("summary.json")).map_err(|e| usage(format!("cannot read {}: {e}", dir.join("summary.json").display())))?;
+            let summary: serde_json::Value =
+                serde_json::from_slice(&text).map_err(|e| usage(format!("{} is not a run summary: {e}", dir.join("summary.json").display())))?;
+            html::write(&dir, &summary)?;
+            let report = dir.join("report.html");
+            if ctx.out.json {
+                ctx.out.json_value(&serde_json::json!({"report": report}));
+            } else {
+                ctx.out.line(report.display().to_string());
+            }
+            if open {
+                open_in_browser(&report)?;
             }
             Ok(Exit::Success)
         }
     }
+}
+
+/// Opens a file in the user's browser: `$BROWSER` (the first of its `:`-separated commands; `%s` is
+/// the URL), else `xdg-open`, or `open` on macOS. Does not wait for the browser.
+fn open_in_browser(path: &std::path::Path) -> Result<()> {
+    let abs = std::path::absolute(path)?;
+    let url = url::Url::from_file_path(&abs).map_err(|_| anyhow::anyhow!("{} is not a path a browser can open", abs.display()))?.to_string();
+    let browser = std::env::var("BROWSER").ok().and_then(|b| b.split(':').map(str::trim).find(|c| !c.is_empty()).map(str::to_owned));
+    let (program, args) = match browser {
+        Some(cmd) => {
+            let mut words = shlex::split(&cmd).unwrap_or_default();
+            let program = if words.is_empty() { cmd.clone() } else { words.remove(0) };
+            let mut args: Vec<String> = words.into_iter().map(|w| w.replace("%s", &url)).collect();
+            if !cmd.contains("%s") {
+                args.push(url.clone());
+            }
+            (program, args)
+        }
+        None if cfg!(target_os = "macos") => ("open".to_owned(), vec![url.clone()]),
+        None => ("xdg-open".to_owned(), vec![url.clone()]),
+    };
+    std::process::Command::new(&program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start `{program}` to open {url}: {e} (set $BROWSER, or open the file yourself)"))?;
+    Ok(())
 }
 
 /// The live view: one line per running task with its phase and elapsed time on a terminal

@@ -1,5 +1,5 @@
 //! The run's own results: `summary.json`, `junit.xml`, `summary.md` (also appended to
-//! `$GITHUB_STEP_SUMMARY` when set).
+//! `$GITHUB_STEP_SUMMARY` when set) and `report.html` (see `html.rs`).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -51,11 +51,13 @@ impl Summary {
     }
 }
 
-/// Writes the three files into `dir` and appends the Markdown to `$GITHUB_STEP_SUMMARY`.
+/// Writes the four files into `dir` and appends the Markdown to `$GITHUB_STEP_SUMMARY`.
 pub fn write(dir: &Path, s: &Summary) -> std::io::Result<()> {
-    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(s).map_err(std::io::Error::other)? + "\n")?;
+    let value = serde_json::to_value(s).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&value).map_err(std::io::Error::other)? + "\n")?;
     std::fs::write(dir.join("junit.xml"), junit(s))?;
-    let md = markdown(s, dir);
+    super::html::write(dir, &value)?;
+    let md = markdown(s, dir, &report_link(|k| std::env::var(k).ok().filter(|v| !v.is_empty())));
     std::fs::write(dir.join("summary.md"), &md)?;
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
@@ -130,10 +132,11 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The Markdown summary; `dir` is the results directory (diffs small enough are shown inline).
-pub fn markdown(s: &Summary, dir: &Path) -> String {
+/// The Markdown summary; `dir` is the results directory (diffs small enough are shown inline), `link`
+/// the paragraph that points at `report.html`.
+pub fn markdown(s: &Summary, dir: &Path, link: &str) -> String {
     let mut md = format!(
-        "## sbx run {}\n\n{} of {} passed ({} failed, {}{}) in {:.1}s\n\n| task | agent | status | check | diff | time |\n|---|---|---|---|---|---|\n",
+        "## sbx run {}\n\n{} of {} passed ({} failed, {}{}) in {:.1}s\n\n{link}| task | agent | status | check | diff | time |\n|---|---|---|---|---|---|\n",
         s.run_id,
         s.passed,
         count(s.total, "task", "tasks"),
@@ -181,6 +184,18 @@ pub fn markdown(s: &Summary, dir: &Path) -> String {
         }
     }
     md
+}
+
+/// The line of `summary.md` that points at `report.html`: beside it on disk, and in a GitHub Actions
+/// run (`GITHUB_RUN_ID` set), among the run's artifacts, where the results are uploaded.
+pub fn report_link(env: impl Fn(&str) -> Option<String>) -> String {
+    let ci = match (env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {
+        (Some(server), Some(repo), Some(run)) => {
+            format!(" In CI it is in the results directory among [this workflow run's artifacts]({server}/{repo}/actions/runs/{run}#artifacts).")
+        }
+        _ => String::new(),
+    };
+    format!("📄 Every task's transcript, diff, check output and timings: [report.html](report.html) (one file; open it in a browser).{ci}\n\n")
 }
 
 fn longest_run(text: &str, c: char) -> usize {

@@ -51,9 +51,13 @@ pub struct TaskResult {
     pub attempts: u32,
     /// The phases that ran, in order; a stopped task's last one is `interrupted`.
     pub phases: Vec<Phase>,
+    /// When this attempt started (Unix milliseconds), for the report's timeline.
+    pub started_at_ms: u64,
     pub duration_ms: u64,
     pub check_exit_code: Option<i32>,
     pub usage: Option<Usage>,
+    /// What the agent said the turn cost in US dollars, when it says.
+    pub cost_usd: Option<f64>,
     pub events: u64,
     pub artifacts: Vec<String>,
     /// The diff's size and where it is (`None` when the task did not get as far as a workspace).
@@ -147,9 +151,11 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
         sandbox: None,
         attempts: attempt,
         phases: Vec::new(),
+        started_at_ms: now_ms(),
         duration_ms: 0,
         check_exit_code: None,
         usage: None,
+        cost_usd: None,
         events: 0,
         artifacts: Vec::new(),
         diff: None,
@@ -214,6 +220,11 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
     }
     r.duration_ms = started.elapsed().as_millis() as u64;
     r
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// `90s`, `20m`, `1h30m`.
