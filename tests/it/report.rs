@@ -191,4 +191,18 @@ async fn report_of_a_real_run_in_chromium() {
     assert!(foreign.is_empty(), "requests other than the file itself: {foreign:?}");
     assert!(requests.iter().any(|u| u.starts_with(&url)), "the report itself was loaded: {requests:?}");
     b.close().await;
+
+    // What `sbx runs show` prints, and what `--open` says when the page is gone; `sbx runs report`
+    // writes the same page again from the files.
+    let abs = std::path::absolute(&res).unwrap().display().to_string();
+    let clean = |s: String| s.replace(&abs, "<RESULTS>").replace(&run_id, "<RUN>");
+    let shown = sbx(dir.path(), &["runs", "show", &run_id]).output().unwrap();
+    let page = std::fs::read(&report).unwrap();
+    std::fs::remove_file(&report).unwrap();
+    let missing = sbx(dir.path(), &["runs", "show", &run_id, "--open"]).env("BROWSER", &script).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    insta::assert_snapshot!("runs_show", format!("{}--- --open without report.html:\n{}", clean(text(&shown.stdout)), clean(text(&missing.stderr))));
+    let again = sbx(dir.path(), &["runs", "report", &abs]).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(std::fs::read(&report).unwrap(), page, "`sbx runs report` writes the same page from the files");
 }
