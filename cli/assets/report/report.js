@@ -272,6 +272,7 @@
     const head = notes.map((n) => `<p class="note warn">${esc(n)}</p>`).join("");
     if (!evs.length) return head + `<p class="empty">No agent session was recorded for this task${t.message ? ": " + esc(t.message) : ""}.</p>`;
     const out = [];
+    const asked = new Map();
     for (const e of evs) {
       const x = e.data || {};
       switch (e.type) {
@@ -286,10 +287,14 @@
           out.push(item(x, e.type === "item.started"));
           break;
         case "permission.requested":
+          asked.set(x.permissionId, x.title);
           out.push(`<div class="ev perm"><div class="who">permission asked</div>${esc(x.title)}<span class="tag">${esc(x.kind)}</span><span class="tag">${esc(x.toolName)}</span></div>`);
           break;
         case "permission.resolved":
-          out.push(`<div class="ev perm"><div class="who">permission ${esc(String(x.decision).replace("_", " "))}</div>by ${esc(x.by)}${x.message ? ": " + esc(x.message) : ""}</div>`);
+          out.push(
+            `<div class="ev perm"><div class="who">permission ${esc(String(x.decision).replace("_", " "))}</div>` +
+              `${asked.has(x.permissionId) ? esc(asked.get(x.permissionId)) + " · " : ""}by ${esc(x.by)}${x.message ? ": " + esc(x.message) : ""}</div>`,
+          );
           break;
         case "question.requested":
           out.push(`<div class="ev perm"><div class="who">question</div>${esc(x.question)}${(x.options || []).map((o) => `<span class="tag">${esc(o)}</span>`).join("")}</div>`);
