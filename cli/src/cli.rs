@@ -115,6 +115,8 @@ pub enum Command {
     Run(crate::run::RunArgs),
     /// Runs recorded on this machine: ls, show (--open: the HTML report), report.
     Runs(crate::run::RunsArgs),
+    /// A local page in the browser: sandboxes, live sessions and prompts, files, processes, a terminal.
+    Ui(commands::ui::UiArgs),
     /// sbx.yaml helpers: schema.
     Config(crate::run::ConfigArgs),
     /// Print a shell completion script.

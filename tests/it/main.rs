@@ -29,5 +29,6 @@ mod run;
 mod run_agents;
 mod secrets;
 mod sessions;
+mod ui;
 mod ssh;
 mod vercel;

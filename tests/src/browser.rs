@@ -75,7 +75,7 @@ impl Browser {
                 "--metrics-recording-only",
                 "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
                 "--proxy-server=http://127.0.0.1:9",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
                 "--mute-audio",
                 "--hide-scrollbars",
                 &format!("--window-size={width},{height}"),
@@ -225,6 +225,32 @@ impl Browser {
         self.call("Input.insertText", json!({"text": text})).await.map(drop)
     }
 
+    /// Presses keys for each character of `text` (`\r` is Enter), as a keyboard would: keydown,
+    /// keypress and keyup reach the focused element (for pages that read keys, not input events).
+    pub async fn press_keys(&mut self, text: &str) -> Result<()> {
+        for c in text.chars() {
+            let s = c.to_string();
+            let down = if c == '\r' {
+                json!({"type": "keyDown", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13, "text": "\r", "unmodifiedText": "\r"})
+            } else {
+                json!({"type": "keyDown", "key": s, "text": s, "unmodifiedText": s})
+            };
+            self.call("Input.dispatchKeyEvent", down).await?;
+            let key = if c == '\r' { "Enter".to_owned() } else { s };
+            self.call("Input.dispatchKeyEvent", json!({"type": "keyUp", "key": key})).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts local files into the `<input type=file>` matching `selector` (its change event fires).
+    pub async fn set_files(&mut self, selector: &str, files: &[&Path]) -> Result<()> {
+        let root = self.call("DOM.getDocument", json!({"depth": 0})).await?;
+        let node = self.call("DOM.querySelector", json!({"nodeId": root["root"]["nodeId"], "selector": selector})).await?;
+        let id = node["nodeId"].as_u64().filter(|&n| n != 0).with_context(|| format!("nothing matches {selector}"))?;
+        let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        self.call("DOM.setFileInputFiles", json!({"nodeId": id, "files": files})).await.map(drop)
+    }
+
     /// A real mouse click at the centre of the first element matching `selector`.
     pub async fn click(&mut self, selector: &str) -> Result<()> {
         let sel = serde_json::to_string(selector)?;
@@ -259,14 +285,17 @@ impl Browser {
             .collect())
     }
 
-    /// The URL of every request the page made.
+    /// The URL of every request the page made, WebSockets included.
     pub async fn requests(&mut self) -> Result<Vec<String>> {
         self.eval("0").await?;
         Ok(self
             .events
             .iter()
-            .filter(|(m, _)| m == "Network.requestWillBeSent")
-            .filter_map(|(_, p)| p["request"]["url"].as_str().map(str::to_owned))
+            .filter_map(|(m, p)| match m.as_str() {
+                "Network.requestWillBeSent" => p["request"]["url"].as_str().map(str::to_owned),
+                "Network.webSocketCreated" => p["url"].as_str().map(str::to_owned),
+                _ => None,
+            })
             .collect())
     }
 

@@ -18,6 +18,7 @@ pub mod self_update;
 pub mod shell;
 pub mod status;
 pub mod session;
+pub mod ui;
 pub mod up;
 
 use anyhow::Result;
@@ -72,6 +73,7 @@ pub async fn dispatch(cmd: Command, out: Output) -> Result<Exit> {
         Command::Usage(a) => keyless::usage_command(&ctx, a),
         Command::Run(a) => crate::run::run(&ctx, a).await,
         Command::Runs(a) => crate::run::runs_command(&ctx, a),
+        Command::Ui(a) => ui::run(&ctx, a).await,
         Command::Completions(_) => unreachable!("handled above"),
     }
 }

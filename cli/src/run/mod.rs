@@ -344,11 +344,17 @@ pub fn runs_command(ctx: &Ctx, a: RunsArgs) -> Result<Exit> {
     }
 }
 
-/// Opens a file in the user's browser: `$BROWSER` (the first of its `:`-separated commands; `%s` is
-/// the URL), else `xdg-open`, or `open` on macOS. Does not wait for the browser.
+/// Opens a file in the user's browser (see [`open_url`]).
 fn open_in_browser(path: &std::path::Path) -> Result<()> {
     let abs = std::path::absolute(path)?;
     let url = url::Url::from_file_path(&abs).map_err(|_| anyhow::anyhow!("{} is not a path a browser can open", abs.display()))?.to_string();
+    open_url(&url)
+}
+
+/// Opens a URL in the user's browser: `$BROWSER` (the first of its `:`-separated commands; `%s` is
+/// the URL), else `xdg-open`, or `open` on macOS. Does not wait for the browser.
+pub(crate) fn open_url(url: &str) -> Result<()> {
+    let url = url.to_owned();
     let browser = std::env::var("BROWSER").ok().and_then(|b| b.split(':').map(str::trim).find(|c| !c.is_empty()).map(str::to_owned));
     let (program, args) = match browser {
         Some(cmd) => {
@@ -368,7 +374,7 @@ fn open_in_browser(path: &std::path::Path) -> Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start `{program}` to open {url}: {e} (set $BROWSER, or open the file yourself)"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start `{program}` to open {url}: {e} (set $BROWSER, or open it yourself)"))?;
     Ok(())
 }
 
