@@ -29,6 +29,11 @@ impl Recorded {
         tools_of(&self.body).iter().filter_map(|t| t.pointer("/function/name").and_then(Value::as_str)).map(str::to_string).collect()
     }
 
+    /// The `function` object (`name`, `parameters`, …) of the tool `name` a Chat Completions request offers.
+    pub fn chat_tool(&self, name: &str) -> Option<&Value> {
+        tools_of(&self.body).iter().filter_map(|t| t.get("function")).find(|f| f.get("name").and_then(Value::as_str) == Some(name))
+    }
+
     /// The last `role: "tool"` message of a Chat Completions request.
     pub fn chat_tool_result(&self) -> Option<ToolResult> {
         let messages = self.body.get("messages")?.as_array()?;
