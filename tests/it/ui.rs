@@ -39,6 +39,14 @@ async fn start_ui(dir: &Path, args: &[&str]) -> (tokio::process::Child, String) 
     (child, url)
 }
 
+/// With `SBX_SCREENSHOTS=DIR`, saves a PNG of the page as DIR/NAME (the screenshots in docs/ come
+/// from `SBX_SCREENSHOTS=$PWD/docs cargo nextest run -p sbx-tests --test it inspector_in_chromium`).
+async fn screenshot(b: &mut Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("SBX_SCREENSHOTS").filter(|d| !d.is_empty()) {
+        b.screenshot(&Path::new(&dir).join(name)).await.expect("screenshot");
+    }
+}
+
 /// The sequences of the events on the page, in order.
 const SEQS: &str = "[...document.querySelectorAll('#events .ev')].map(e => Number(e.dataset.seq))";
 
@@ -96,6 +104,7 @@ async fn inspector_in_chromium() {
         b.eval("[...document.querySelectorAll('#events .ev')].some(e => e.textContent.includes('(assistant) after the write'))").await.unwrap(),
         json!(false)
     );
+    screenshot(&mut b, "ui-session.png").await;
     b.click("#prompts button[data-decision=allow]").await.unwrap();
     b.wait_for("document.querySelector('#events .ev[data-type=\"turn.completed\"]')", Duration::from_secs(10)).await.unwrap();
     b.wait_for(
@@ -108,15 +117,15 @@ async fn inspector_in_chromium() {
     let cat = sbx(d, &["fs", "cat", "insp", "notes/hello.txt"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&cat.stdout), "hi from the page");
 
-    // A reload replays the whole session: every sequence once, in order, none missing.
+    // A reload replays the whole session: every sequence received once, none missing (deltas are
+    // folded into their item's row, so the page counts them).
     let before = b.eval(SEQS).await.unwrap();
     b.reload().await.unwrap();
     b.wait_for(&format!("{SEQS}.length >= {}", before.as_array().unwrap().len()), Duration::from_secs(10)).await.unwrap();
-    let after = b.eval(SEQS).await.unwrap();
-    let seqs: Vec<u64> = after.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
-    assert_eq!(after, before);
-
+    assert_eq!(b.eval(SEQS).await.unwrap(), before);
+    let live = b.eval("Object.assign({}, document.querySelector('#live').dataset)").await.unwrap();
+    let n = |k: &str| live[k].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    assert!(n("last") >= 12 && n("count") == n("last") && n("received") == n("last"), "no gap, no repeat: {live}");
     // Files: the upload lands in the sandbox byte for byte (bytes that are not UTF-8 included).
     let upload = d.join("upload.bin");
     let bytes: Vec<u8> = (0..=255u8).chain(b"\r\n\xff\xfe end".iter().copied()).collect();
@@ -125,6 +134,7 @@ async fn inspector_in_chromium() {
     b.wait_for("document.querySelector('#files')", Duration::from_secs(10)).await.unwrap();
     b.set_files("#upload", &[&upload]).await.unwrap();
     b.wait_for("document.querySelector('#files tr[data-entry=\"upload.bin\"]')", Duration::from_secs(10)).await.unwrap();
+    screenshot(&mut b, "ui-files.png").await;
     let got = sbx(d, &["fs", "cat", "insp", "upload.bin"]).output().unwrap();
     assert_eq!(got.stdout, bytes, "the uploaded file's bytes");
     let downloaded = b.eval("fetch(document.querySelector('#files tr[data-entry=\"upload.bin\"] a').href).then(r => r.arrayBuffer()).then(b => [...new Uint8Array(b)])").await.unwrap();
@@ -149,6 +159,7 @@ async fn inspector_in_chromium() {
         b.stderr_tail()
     );
 
+    screenshot(&mut b, "ui-terminal.png").await;
     let errors = b.console_errors().await.unwrap();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     let requests = b.requests().await.unwrap();

@@ -49,6 +49,8 @@ pub struct Browser {
     /// Every event the browser sent (method, params), in order.
     events: Vec<(String, Value)>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// How many renderer processes the last [`Browser::renderer_memory_kib`] counted.
+    pub renderers: usize,
 }
 
 impl Browser {
@@ -113,9 +115,17 @@ impl Browser {
             }
         });
         let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await.context("connecting to Chromium's DevTools")?;
-        let mut b = Self { child, _profile: profile, ws, next_id: 0, session: String::new(), events: Vec::new(), stderr };
+        let mut b = Self { child, _profile: profile, ws, next_id: 0, session: String::new(), events: Vec::new(), stderr, renderers: 0 };
         let target = b.browser_call("Target.createTarget", json!({"url": "about:blank"})).await?;
         let target_id = target["targetId"].as_str().context("targetId")?.to_owned();
+        // The blank tab Chromium opened at start is not ours: close it (its renderer would count in
+        // the memory figures).
+        let targets = b.browser_call("Target.getTargets", json!({})).await?;
+        for t in targets["targetInfos"].as_array().into_iter().flatten() {
+            if t["type"] == "page" && t["targetId"] != json!(target_id) {
+                b.browser_call("Target.closeTarget", json!({"targetId": t["targetId"]})).await?;
+            }
+        }
         let attached = b.browser_call("Target.attachToTarget", json!({"targetId": target_id, "flatten": true})).await?;
         b.session = attached["sessionId"].as_str().context("sessionId")?.to_owned();
         for domain in ["Page", "Runtime", "Log", "Network"] {
@@ -305,6 +315,25 @@ impl Browser {
         let png = base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().context("screenshot data")?)?;
         std::fs::write(path, png)?;
         Ok(())
+    }
+
+    /// The memory of this browser's renderer processes (the tabs), in KiB: resident size and
+    /// proportional set size (shared pages divided among their users), from /proc, for the
+    /// processes Chromium itself reports as renderers (`SystemInfo.getProcessInfo`).
+    pub async fn renderer_memory_kib(&mut self) -> Result<(u64, u64)> {
+        let info = self.browser_call("SystemInfo.getProcessInfo", json!({})).await?;
+        let field = |text: &str, key: &str| -> u64 {
+            text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+        };
+        let (mut rss, mut pss) = (0, 0);
+        let renderers: Vec<&Value> = info["processInfo"].as_array().into_iter().flatten().filter(|p| p["type"] == "renderer").collect();
+        self.renderers = renderers.len();
+        for p in renderers {
+            let Some(pid) = p["id"].as_u64() else { continue };
+            rss += field(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(), "VmRSS:");
+            pss += field(&std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default(), "Pss:");
+        }
+        Ok((rss, pss))
     }
 
     /// The last lines Chromium wrote to stderr.

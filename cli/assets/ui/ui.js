@@ -119,38 +119,85 @@
     }
   }
 
+  // The most event rows kept on the page; older ones are dropped from the view (the count says how
+  // many), so a session of 100,000 events stays light. Deltas are appended to their item's row.
+  const MAX_ROWS = 2000;
+  // The most text one row shows (a streamed answer of 100,000 deltas is one row).
+  const MAX_TEXT = 4000;
+  const clip = (t) => (t.length > MAX_TEXT ? `${t.slice(0, MAX_TEXT / 2)} … (${t.length - MAX_TEXT} more characters) … ${t.slice(-MAX_TEXT / 2)}` : t);
   function follow(id) {
     seen.clear();
     pending.clear();
+    let received = 0, last = 0, dropped = 0, ended = false, queued = [], scheduled = false;
+    const rows = new Map(); // itemId → {span, text} of its row, for deltas
     // From the first event: a reload shows the whole session; the browser resumes a dropped
     // connection after the last event it got (Last-Event-ID), so nothing is missed or repeated.
     events = new EventSource(api(`/sessions/${enc(id)}/events/stream?offset=0`));
     const box = $("#events");
-    events.addEventListener("event", (m) => {
-      const e = JSON.parse(m.data);
-      if (seen.has(e.sequence)) return;
-      seen.add(e.sequence);
-      const stick = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    const live = $("#live");
+    function row(e) {
       const div = document.createElement("div");
       const failed = e.type === "turn.completed" && e.data && e.data.outcome !== "completed";
       div.className = `ev t-${e.type.replace(".", "-")}${failed ? " t-turn-failed" : ""}`;
       div.dataset.seq = e.sequence;
       div.dataset.type = e.type;
-      div.innerHTML = `<span class="seq">${e.sequence}</span> <span class="ty">${esc(e.type)}</span> ${esc(summary(e))}`;
-      box.appendChild(div);
+      div.innerHTML = `<span class="seq">${e.sequence}</span> <span class="ty">${esc(e.type)}</span> <span class="tx"></span>`;
+      div.lastChild.textContent = clip(summary(e));
+      if (e.type === "item.started") rows.set(e.data.itemId, { span: div.lastChild, text: div.lastChild.textContent });
+      return div;
+    }
+    function flush() {
+      scheduled = false;
+      const stick = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+      const frag = document.createDocumentFragment();
+      let prompted = false;
+      const grown = new Set();
+      for (const e of queued) {
+        if (e.type === "item.delta" && rows.has(e.data.itemId)) {
+          const r = rows.get(e.data.itemId);
+          r.text += e.data.delta;
+          grown.add(r);
+          continue;
+        }
+        if (e.type === "item.completed") rows.delete(e.data.itemId);
+        frag.appendChild(row(e));
+        if (e.type === "permission.requested") pending.set(e.data.permissionId, e.data);
+        if (e.type === "permission.resolved") pending.delete(e.data.permissionId);
+        if (e.type === "question.requested") pending.set("q:" + e.data.questionId, e.data);
+        if (e.type === "question.resolved") pending.delete("q:" + e.data.questionId);
+        prompted = prompted || e.type.startsWith("permission.") || e.type.startsWith("question.");
+      }
+      queued = [];
+      for (const r of grown) r.span.textContent = clip(r.text);
+      box.appendChild(frag);
+      while (box.childElementCount > MAX_ROWS) {
+        box.firstElementChild.remove();
+        dropped++;
+      }
       if (stick) box.scrollTop = box.scrollHeight;
-      if (e.type === "permission.requested") pending.set(e.data.permissionId, e.data);
-      if (e.type === "permission.resolved") pending.delete(e.data.permissionId);
-      if (e.type === "question.requested") pending.set("q:" + e.data.questionId, e.data);
-      if (e.type === "question.resolved") pending.delete("q:" + e.data.questionId);
-      prompts(id);
-      $("#live").textContent = `${seen.size} events · live`;
+      if (prompted) prompts(id);
+      live.dataset.count = seen.size;
+      live.dataset.received = received;
+      live.dataset.last = last;
+      live.textContent = `${seen.size} events${dropped ? ` (the first ${dropped} rows are no longer shown)` : ""} · ${ended ? "session ended" : "live"}`;
+    }
+    events.addEventListener("event", (m) => {
+      received++;
+      const e = JSON.parse(m.data);
+      if (seen.has(e.sequence)) return;
+      seen.add(e.sequence);
+      last = Math.max(last, e.sequence);
+      queued.push(e);
       if (e.type === "session.ended") {
+        ended = true;
         events.close();
-        $("#live").textContent = `${seen.size} events · session ended`;
+      }
+      if (!scheduled) {
+        scheduled = true;
+        setTimeout(flush, 30);
       }
     });
-    events.onerror = () => { const l = $("#live"); if (l) l.textContent = `${seen.size} events · reconnecting…`; };
+    events.onerror = () => { if (!ended && document.contains(live)) live.textContent = `${seen.size} events · reconnecting…`; };
   }
 
   function prompts(id) {
