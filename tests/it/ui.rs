@@ -160,6 +160,8 @@ async fn inspector_in_chromium() {
     );
 
     screenshot(&mut b, "ui-terminal.png").await;
+    // The sidebar merges what the provider itself says about the sandbox (as `sbx ls` does).
+    b.wait_for("document.querySelector('#sandboxes li[data-sandbox=insp]').textContent.includes('running')", Duration::from_secs(30)).await.unwrap();
     let errors = b.console_errors().await.unwrap();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     let requests = b.requests().await.unwrap();

@@ -60,8 +60,11 @@
         ? list
             .map(
               (s) =>
-                `<li data-sandbox="${esc(s.name)}" class="${s.name === view.sb ? "sel" : ""}"><div class="name">${esc(s.name)}</div>` +
-                `<div class="note">${esc(s.provider)} · ${esc(s.status)} · ${esc(age(s.ageSecs))}${s.runId ? " · run " + esc(s.runId) : ""}</div></li>`,
+                (s.orphan
+                  ? `<li class="orphan" title="made by sbx but not in this machine's state: no runtime token here (sbx gc removes orphans)">`
+                  : `<li data-sandbox="${esc(s.name)}" class="${s.name === view.sb ? "sel" : ""}">`) +
+                `<div class="name">${esc(s.name)}</div>` +
+                `<div class="note">${esc(s.provider)} · ${esc(s.state || s.status)}${s.orphan ? " · orphan" : ""}${s.ageSecs != null ? " · " + esc(age(s.ageSecs)) : ""}</div></li>`,
             )
             .join("")
         : `<li class="note">No sandboxes: <code>sbx up</code> makes one.</li>`;

@@ -1,6 +1,6 @@
 //! `sbx ui`: a local inspector in the browser. It serves one page on 127.0.0.1 (nothing else is
-//! bound), behind a random token given in the URL it prints: the sandboxes sbx knows on every provider
-//! with status and age, and per sandbox its sessions with their events live, the permission prompts to
+//! bound), behind a random token given in the URL it prints: the sandboxes on every provider (as
+//! `sbx ls` lists them) with status and age, and per sandbox its sessions with their events live, the permission prompts to
 //! answer, a file browser with download and upload, processes with their logs, and a terminal.
 //!
 //! The page talks only to this server, which forwards `/api/sb/NAME/v1/…` to that sandbox's runtime
@@ -61,6 +61,9 @@ struct Ui {
     hosts: [String; 2],
     page: String,
     clients: Mutex<HashMap<String, Client>>,
+    /// `sbx ls`'s rows (the state merged with every reachable provider's own listing), refreshed in
+    /// the background; `None` until the first listing is done.
+    listed: Mutex<Option<Vec<super::ls::Row>>>,
 }
 
 type Shared = Arc<Ui>;
@@ -84,7 +87,9 @@ pub async fn run(ctx: &Ctx, a: UiArgs) -> Result<Exit> {
         hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
         page,
         clients: Mutex::new(HashMap::new()),
+        listed: Mutex::new(None),
     });
+    let shared = ui.clone();
     let app = Router::new()
         .route("/", get(index))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -103,11 +108,24 @@ pub async fn run(ctx: &Ctx, a: UiArgs) -> Result<Exit> {
     if a.open {
         crate::run::open_url(&url)?;
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // The providers' listings take a moment (cloud APIs): refreshed here, beside the server, while the
+    // page answers from the state alone until the first one is in.
+    let refresh = async {
+        loop {
+            match super::ls::rows(ctx, None).await {
+                Ok(rows) => *shared.listed.lock().unwrap_or_else(|e| e.into_inner()) = Some(rows),
+                Err(e) => tracing::info!(error = %e, "listing sandboxes"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+        }
+    };
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    tokio::select! {
+        served = serve => served?,
+        _ = refresh => {}
+    }
     Ok(Exit::Success)
 }
 
@@ -159,26 +177,35 @@ async fn index(State(ui): State<Shared>) -> Response {
         .into_response()
 }
 
-/// The sandboxes in this machine's state, on every provider.
-async fn sandboxes() -> Response {
+/// The sandboxes: this machine's state (status, age, run), with what the providers' own listings
+/// say about each (`state`), and the sandboxes they list that the state does not know (`orphan`:
+/// made by sbx elsewhere or by a killed `sbx up`; they have no runtime token here).
+async fn sandboxes(State(ui): State<Shared>) -> Response {
     let listed = tokio::task::spawn_blocking(|| crate::state::State::open_default().and_then(|s| s.list())).await;
-    match listed {
-        Ok(Ok(list)) => {
-            let now = crate::state::now_secs();
-            let v: Vec<_> = list
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "name": r.name, "provider": r.provider, "status": r.status, "createdAt": r.created_at,
-                        "ageSecs": now.saturating_sub(r.created_at), "runId": r.run_id, "expiresAt": r.expires_at,
-                    })
-                })
-                .collect();
-            axum::Json(v).into_response()
-        }
-        Ok(Err(e)) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the state: {e:#}")),
-        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let records = match listed {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the state: {e:#}")),
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let now = crate::state::now_secs();
+    let rows = ui.listed.lock().unwrap_or_else(|e| e.into_inner());
+    let mut v: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let live = rows.as_ref().and_then(|rows| rows.iter().find(|x| !x.orphan && x.name == r.name)).map(|x| x.state.clone());
+            serde_json::json!({
+                "name": r.name, "provider": r.provider, "status": r.status, "state": live, "createdAt": r.created_at,
+                "ageSecs": now.saturating_sub(r.created_at), "runId": r.run_id, "expiresAt": r.expires_at, "orphan": false,
+            })
+        })
+        .collect();
+    for x in rows.iter().flatten().filter(|x| x.orphan) {
+        v.push(serde_json::json!({
+            "name": x.name, "provider": x.provider, "id": x.id, "status": "orphan", "state": x.state, "createdAt": x.created_at,
+            "ageSecs": x.created_at.map(|c| now.saturating_sub(c)), "expiresAt": x.expires_at, "orphan": true,
+        }));
     }
+    axum::Json(v).into_response()
 }
 
 impl Ui {
