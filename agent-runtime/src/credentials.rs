@@ -9,6 +9,8 @@
 //! | `amp` | anthropic | `ANTHROPIC_API_KEY`, `CLAUDE_API_KEY` | `~/.amp/config.json` (`anthropicApiKey` or `apiKey`) |
 //! | `codex` | openai | `OPENAI_API_KEY`, `CODEX_API_KEY` | `~/.codex/auth.json` (`OPENAI_API_KEY`, or ChatGPT `tokens`) |
 //! | `opencode` | anthropic, openai | — | `~/.local/share/opencode/auth.json` (per provider: `{"type":"api","key"}` or `{"type":"oauth","access","expires"}`) |
+//! | `vibe` (ACP) | mistral | `MISTRAL_API_KEY` | — |
+//! | `gemini` (ACP) | google | `GEMINI_API_KEY`, `GOOGLE_API_KEY` (passed as `GEMINI_API_KEY`) | — |
 //!
 //! Missing files are skipped silently; unreadable or malformed ones become warnings that name the
 //! file. Values are [`Secret`]s: masked whenever displayed, serialized or debug-printed, unless a caller
@@ -102,9 +104,9 @@ pub struct Credential {
 }
 
 /// Agent ids credentials can be extracted for.
-pub const AGENTS: &[&str] = &["claude", "codex", "opencode", "amp"];
+pub const AGENTS: &[&str] = &["claude", "codex", "opencode", "amp", "vibe", "gemini"];
 /// Provider ids.
-pub const PROVIDERS: &[&str] = &["anthropic", "openai"];
+pub const PROVIDERS: &[&str] = &["anthropic", "openai", "mistral", "google"];
 
 /// What to look for and where.
 #[derive(Debug, Clone)]
@@ -266,6 +268,10 @@ pub fn extract(opts: &ExtractOptions) -> Extraction {
             }
         }
     }
+
+    // ACP agents whose keys live in the environment only.
+    cx.env("vibe", "mistral", &["MISTRAL_API_KEY"], "MISTRAL_API_KEY");
+    cx.env("gemini", "google", &["GEMINI_API_KEY", "GOOGLE_API_KEY"], "GEMINI_API_KEY");
 
     // OpenCode.
     if opts.agent.as_deref().is_none_or(|a| a == "opencode") {
@@ -605,9 +611,18 @@ mod tests {
         let err = for_agents(&opts(home.path(), &[]), &["claude".into()]).unwrap_err();
         assert!(err.contains("no usable claude credentials"), "{err}");
         let err = for_agents(&opts(home.path(), &[]), &["gpt".into()]).unwrap_err();
-        assert!(err.contains("one of: claude, codex, opencode, amp"), "{err}");
+        assert!(err.contains("one of: claude, codex, opencode, amp, vibe, gemini"), "{err}");
         let ok = for_agents(&opts(home.path(), &[("OPENAI_API_KEY", "sk-x-123456789012345")]), &["codex".into()]).unwrap();
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].0, "OPENAI_API_KEY");
+    }
+
+    #[test]
+    fn acp_agents_keys_come_from_the_environment() {
+        let home = tempfile::tempdir().unwrap();
+        let env = [("MISTRAL_API_KEY", "mistral-key-123456789"), ("GOOGLE_API_KEY", "google-key-123456789")];
+        let ok = for_agents(&opts(home.path(), &env), &["vibe".into(), "gemini".into()]).unwrap();
+        let vars: Vec<(&str, &str)> = ok.iter().map(|(k, v)| (*k, v.expose())).collect();
+        assert_eq!(vars, [("MISTRAL_API_KEY", "mistral-key-123456789"), ("GEMINI_API_KEY", "google-key-123456789")]);
     }
 }

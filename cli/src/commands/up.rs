@@ -57,7 +57,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub keep: bool,
     /// Pass this machine's LLM credentials for these agents to the sandbox's agent sessions
-    /// (claude, codex, opencode, amp; comma-separated). Nothing crosses in unless named here.
+    /// (claude, codex, opencode, amp, vibe, gemini; comma-separated). Nothing crosses in unless named here.
     #[arg(long, value_delimiter = ',', value_name = "AGENTS")]
     pub credentials: Vec<String>,
     /// `--provider ssh`: the host, `[user@]host[:port]` or an alias from ~/.ssh/config

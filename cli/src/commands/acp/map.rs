@@ -140,10 +140,10 @@ pub(crate) fn prompt_result(done: &TurnCompleted, last_error: Option<&str>) -> R
     let reason = match done.outcome {
         TurnOutcome::Cancelled => "cancelled",
         TurnOutcome::Failed => return Err(last_error.unwrap_or("the agent's turn failed").to_owned()),
-        TurnOutcome::Completed => match done.stop_reason.as_deref() {
-            Some(r @ ("max_tokens" | "max_turn_requests" | "refusal")) => r,
-            _ => "end_turn",
-        },
+        // ACP's other stop reasons pass through; anything else is a normal end.
+        TurnOutcome::Completed => {
+            done.stop_reason.as_deref().filter(|r| ["max_tokens", "max_turn_requests", "refusal"].contains(r)).unwrap_or("end_turn")
+        }
     };
     let mut out = json!({ "stopReason": reason });
     if let Some(u) = &done.usage {
