@@ -98,6 +98,13 @@ def test_sbx_acp_serves_an_editor(sandbox):
             assert resp.stop_reason == "end_turn"
             assert any(u.session_update == "tool_call_update" and u.status == "failed" for u in editor.updates)
 
+            # A question comes as a permission request whose options are its answers.
+            editor.answer = "answer_0"
+            resp = await asyncio.wait_for(conn.prompt(session_id=sid, prompt=[acp.text_block("ask Ship it?")]), 60)
+            assert resp.stop_reason == "end_turn"
+            assert editor.asked[-1][1] == ["answer_0", "answer_1", "no_answer"]
+            assert "you answered: yes" in editor.text()
+
             # Cancel mid-turn.
             editor.updates.clear()
             turn = asyncio.ensure_future(conn.prompt(session_id=sid, prompt=[acp.text_block("echo started\nsleep 30000\necho never")]))

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use clap::Args;
 use futures::StreamExt;
-use sbx_agent::api::session::{EventData, PermissionDecision, PermissionKind, PermissionPolicy, PermissionRequested};
+use sbx_agent::api::session::{EventData, PermissionDecision, PermissionKind, PermissionPolicy, PermissionRequested, QuestionRequested};
 use sbx_agent::client::Client;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -152,6 +152,11 @@ impl Server {
                     let sid = sid.clone();
                     tokio::spawn(async move { me.ask(&sid, p).await });
                 }
+                EventData::QuestionRequested(q) => {
+                    let me = Arc::clone(self);
+                    let sid = sid.clone();
+                    tokio::spawn(async move { me.question(&sid, q).await });
+                }
                 EventData::Error(e) => last_error = Some(e.message),
                 EventData::TurnCompleted(done) => return map::prompt_result(&done, last_error.as_deref()).map_err(|m| (-32603, m)),
                 EventData::SessionEnded(e) => {
@@ -209,6 +214,34 @@ impl Server {
         // Already resolved (the turn was cancelled meanwhile): nothing to do.
         if let Err(e) = self.client.reply_permission(sid, &p.permission_id, decision, message).await {
             tracing::debug!(error = %e, "permission reply not taken");
+        }
+    }
+}
+
+impl Server {
+    /// ACP has no stable way to ask the user a question: it goes to the editor as a permission request
+    /// whose options are the question's answers (and "no answer"); free-text questions are rejected.
+    async fn question(&self, sid: &str, q: QuestionRequested) {
+        let answer = if q.options.is_empty() {
+            None
+        } else {
+            let mut options: Vec<Value> =
+                q.options.iter().enumerate().map(|(i, o)| json!({"optionId": format!("answer_{i}"), "name": o, "kind": "allow_once"})).collect();
+            options.push(json!({"optionId": "no_answer", "name": "Don't answer", "kind": "reject_once"}));
+            let params =
+                json!({"sessionId": sid, "toolCall": {"toolCallId": q.question_id, "title": q.question, "kind": "other"}, "options": options});
+            match self.request("session/request_permission", params).await {
+                Ok(r) => r
+                    .pointer("/outcome/optionId")
+                    .and_then(Value::as_str)
+                    .and_then(|id| id.strip_prefix("answer_"))
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| q.options.get(i).cloned()),
+                Err(_) => None,
+            }
+        };
+        if let Err(e) = self.client.reply_question(sid, &q.question_id, answer).await {
+            tracing::debug!(error = %e, "question reply not taken");
         }
     }
 }
