@@ -189,7 +189,8 @@
       c.cost += t.costUsd || 0;
       cells.set(k, c);
     }
-    let html = `<p class="note">Tasks shown by agent and provider (passed / run, mean duration); a cell filters the task list.</p>`;
+    let html = grid(list);
+    html += `<p class="note">Tasks shown by agent and provider (passed / run, mean duration); a cell filters the task list.</p>`;
     html += `<table class="pivot" id="matrix"><thead><tr><th>agent \\ provider</th>${providers.map((p) => `<th>${esc(p)}</th>`).join("")}</tr></thead><tbody>`;
     for (const a of agents) {
       html += `<tr><th>${esc(a)}</th>`;
@@ -202,6 +203,26 @@
         const cls = c.passed === c.total ? "good" : "bad";
         const extra = [ms(Math.round(c.ms / c.total)), c.tokens ? num(c.tokens) + " tok" : "", c.cost ? cost(c.cost) : ""].filter(Boolean).join(" · ");
         html += `<td class="cell" data-agent="${attr(a)}" data-provider="${attr(p)}"><span class="${cls}">${c.passed} / ${c.total}</span><div class="note">${esc(extra)}</div></td>`;
+      }
+      html += `</tr>`;
+    }
+    return html + `</tbody></table>`;
+  }
+
+  // Tasks × their matrix values (agent, provider, model, …): one row per task of the file, one column
+  // per combination, a cell per run task. Only when the file has a matrix.
+  function grid(list) {
+    if (!list.some((t) => t.matrix && Object.keys(t.matrix).length)) return "";
+    const combo = (t) => Object.entries(t.matrix || {}).map(([k, v]) => `${k}=${v}`).join(" · ") || "(no matrix)";
+    const bases = [...new Set(list.map((t) => t.base || t.name))];
+    const combos = [...new Set(list.map(combo))].sort();
+    const at = new Map(list.map((t) => [(t.base || t.name) + "\u0000" + combo(t), t]));
+    let html = `<p class="note">Tasks by their matrix values; a cell opens the task.</p><table class="pivot" id="grid"><thead><tr><th>task</th>${combos.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>`;
+    for (const b of bases) {
+      html += `<tr><th>${esc(b)}</th>`;
+      for (const c of combos) {
+        const t = at.get(b + "\u0000" + c);
+        html += t ? `<td class="cell" data-task="${attr(t.name)}" title="${attr(t.name)}">${badge(t.status)}<div class="note">${esc(ms(t.durationMs))}</div></td>` : `<td class="note">–</td>`;
       }
       html += `</tr>`;
     }
@@ -491,7 +512,7 @@
     else if (el.dataset.sort) {
       const k = el.dataset.sort;
       go({ sort: state.sort === k ? "-" + k : state.sort === "-" + k ? "" : k });
-    } else if (el.matches("td.cell")) go({ agent: el.dataset.agent, provider: el.dataset.provider, tab: "tasks" });
+    } else if (el.matches("td.cell") && !el.dataset.task) go({ agent: el.dataset.agent, provider: el.dataset.provider, tab: "tasks" });
     else if (el.dataset.task) go({ task: el.dataset.task }, true);
   });
   $("#q").addEventListener("input", (ev) => go({ q: ev.target.value }));

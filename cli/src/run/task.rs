@@ -42,6 +42,10 @@ pub enum Status {
 #[serde(rename_all = "camelCase")]
 pub struct TaskResult {
     pub name: String,
+    /// The task it came from (its name before matrix expansion).
+    pub base: String,
+    /// The matrix values that made it (empty without a matrix).
+    pub matrix: BTreeMap<String, String>,
     pub status: Status,
     /// Why, for anything but `passed`.
     pub message: Option<String>,
@@ -144,6 +148,8 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
     }
     let mut r = TaskResult {
         name: task.name.clone(),
+        base: task.base.clone(),
+        matrix: task.matrix.clone(),
         status: Status::Error,
         message: None,
         agent: task.agent.clone(),
