@@ -6,7 +6,7 @@
 # (.github/workflows/release.yml) runs exactly this script and uploads everything in the output dir;
 # the test suite (install/test-release.sh) runs it too, then installs from the result.
 #
-#   bash install/release.sh [--out DIR] [--targets "T1 T2"] [--no-figures]
+#   bash install/release.sh [--out DIR] [--targets "T1 T2"] [--profile NAME] [--no-figures]
 #
 # Targets (default: all three; those the toolchain here cannot build are listed as such, not faked):
 #   x86_64-unknown-linux-gnu   built: glibc crt-static, so both binaries are static-pie with no dynamic
@@ -18,8 +18,10 @@
 #                              need the Linux sbx-agent of the sandboxes' architecture: not built yet
 #
 # Profile: `runtime` (opt-level s, fat LTO, one codegen unit, stripped) for both binaries, the profile
-# install/build-runtime.sh already uses. The runtime's dependencies are then compiled once for both (the
-# test suite builds the runtime anyway), and what ships is what the tests install. See docs/install.md.
+# install/build-runtime.sh already uses; see docs/install.md. `--profile static-check` (unoptimised,
+# stripped) is what the test suite passes: the same script, targets, static linking and checks, in a
+# fraction of the build time (a fat-LTO build of sbx on a 2-core runner takes longer than the rest of
+# the suite's builds together).
 #
 # Env: SBX_RELEASE_REPO  owner/name whose GitHub releases the installer and `sbx self-update` default to
 #                        (default: $GITHUB_REPOSITORY, set in Actions; none: SBX_INSTALL_BASE_URL needed)
@@ -32,12 +34,14 @@ say() { echo "release: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 out=dist
+profile=runtime
 targets="x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu aarch64-apple-darwin"
 figures=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --targets) targets="$2"; shift 2 ;;
+    --profile) profile="$2"; shift 2 ;;
     --no-figures) figures=0; shift ;;
     -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (try --help)" ;;
@@ -57,7 +61,6 @@ base_url=
 epoch=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 target_dir=${CARGO_TARGET_DIR:-target}
 host_target=$(rustc -vV | sed -n 's/^host: //p')
-profile=runtime
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -90,7 +93,8 @@ build_bin() { # target package bin
   # and release URL reach `sbx --version` and `sbx self-update` through cli/build.rs.
   SBX_GIT_COMMIT="$commit" SBX_RELEASES_URL="$base_url" RUSTFLAGS="-C target-feature=+crt-static ${RUSTFLAGS:-}" \
     cargo build --locked --profile "$profile" --target "$t" -p "$pkg" --bin "$bin" >&2
-  echo "$target_dir/$t/$profile/$bin"
+  # Cargo names the dev profile's directory `debug`.
+  echo "$target_dir/$t/$( [ "$profile" = dev ] && echo debug || echo "$profile" )/$bin"
 }
 
 check_static() { # path

@@ -37,7 +37,8 @@ cleanup() {
 trap cleanup EXIT
 
 step "release archives (install/release.sh)"
-bash install/release.sh --out "$work/dist"
+# The static-check profile: the release path without fat LTO's build time (releases use `runtime`).
+bash install/release.sh --out "$work/dist" --profile "${SBX_RELEASE_TEST_PROFILE:-static-check}"
 version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$work/dist/sbx-manifest.json")
 target=x86_64-unknown-linux-gnu
 archive="sbx-$version-$target.tar.gz"

@@ -24,6 +24,11 @@ fn agent_bin(var: &str) -> String {
 /// A Docker box whose home holds an Anthropic and an OpenAI key, with the upstreams pointed at `llm`.
 fn keyless_box(llm: &FakeLlm, tag: &str) -> (Box_, String, String) {
     assert!(sbx_tests::docker_available(), "Docker is required");
+    keyless_box_on(Target::Docker, llm, tag)
+}
+
+/// [`keyless_box`] on any provider.
+fn keyless_box_on(target: Target, llm: &FakeLlm, tag: &str) -> (Box_, String, String) {
     let home = tempfile::tempdir().expect("tempdir");
     let anthropic = format!("sk-ant-api03-KEYLESS{}", sbx_tests::random_token());
     let openai = format!("sk-proj-KEYLESS{}", sbx_tests::random_token());
@@ -36,7 +41,7 @@ fn keyless_box(llm: &FakeLlm, tag: &str) -> (Box_, String, String) {
         ("SBX_CODEX_BIN".to_owned(), agent_bin("SBX_CODEX_BIN")),
     ];
     let name = format!("keyless-{tag}-{}", &sbx_tests::random_token()[..6]);
-    (Box_ { target: Target::Docker, home, name, transcript: String::new(), extra }, anthropic, openai)
+    (Box_ { target, home, name, transcript: String::new(), extra }, anthropic, openai)
 }
 
 /// Destroys the sandbox when the test ends, however it ends.
@@ -277,4 +282,63 @@ async fn the_relay_streams_limits_revokes_waits_and_expires() {
     }
     let hits = b.scan(&[("the Anthropic key", anthropic.as_str())]).await;
     assert!(hits.is_empty(), "{hits:#?}");
+}
+
+/// The real `claude` completes a turn through the relay on `target` (`sbx prompt` serves the relay while
+/// it runs); the fake sees the real key, and the sandbox holds neither it nor the runtime token.
+async fn a_claude_turn_through_the_relay_on(target: Target, extra_up: &[&str]) {
+    let llm = FakeLlm::start().await;
+    let provider = target.provider();
+    let (mut b, anthropic, _) = keyless_box_on(target, &llm, provider);
+    let name = b.name.clone();
+    let image = crate::conformance::base_image();
+    let mut up = vec!["up", "--provider", provider, "--name", &name, "--agents", "claude", "--agents-from", "from-host", "--keyless=claude"];
+    if provider == "docker" {
+        up.extend(["--image", image.as_str()]);
+    }
+    up.extend(extra_up);
+    b.ok(&up).await;
+    let _down = Down(b.home.path().to_path_buf(), name.clone());
+    let answer = format!("Relayed on {provider}.");
+    let reply = answer.clone();
+    llm.set_default(Reply::with(move |_| Reply::text(reply.clone())));
+    let out = b.ok(&["prompt", &name, "say hello", "--agent", "claude", "--approve", "all"]).await;
+    assert!(out.contains(&answer), "claude's answer on {provider}: {out}\n{:?}", asked(&llm));
+    let relay = relay_token(&b);
+    let posts: Vec<_> = llm.requests().into_iter().filter(|r| r.method == "POST").collect();
+    assert!(!posts.is_empty());
+    for r in &posts {
+        assert_eq!(r.header("x-api-key"), Some(anthropic.as_str()), "{} reached the fake with the real key", r.path);
+        assert!(r.headers.iter().all(|(_, v)| !v.contains(&relay)), "the relay token never leaves the host");
+    }
+    let token = b.token();
+    let secrets = [("the Anthropic key", anthropic.as_str()), ("the runtime token", token.as_str())];
+    let hits = b.scan(&secrets).await;
+    assert!(hits.is_empty(), "secrets inside the keyless {provider} sandbox: {hits:#?}");
+    b.ok(&["down", &name]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_turn_through_the_relay_on_local() {
+    a_claude_turn_through_the_relay_on(Target::Local, &[]).await;
+}
+
+/// No network at all: the relay (over the runtime's own connection to this host) is the only way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_turn_through_the_relay_on_docker_without_network() {
+    assert!(sbx_tests::docker_available(), "Docker is required");
+    a_claude_turn_through_the_relay_on(Target::Docker, &["--network", "none"]).await;
+}
+
+/// The fake E2B's sandboxes have no route to this host's loopback, where the fake LLM listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_turn_through_the_relay_on_e2b() {
+    assert!(sbx_tests::docker_available(), "Docker is required (the fake E2B runs sandboxes as containers)");
+    a_claude_turn_through_the_relay_on(Target::E2b(sbx_tests::fakes::e2b::FakeE2b::start().await), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_turn_through_the_relay_on_daytona() {
+    assert!(sbx_tests::docker_available(), "Docker is required (the fake Daytona runs sandboxes as containers)");
+    a_claude_turn_through_the_relay_on(Target::Daytona(sbx_tests::fakes::daytona::FakeDaytona::start().await), &[]).await;
 }

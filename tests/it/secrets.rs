@@ -25,7 +25,7 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    fn provider(&self) -> &'static str {
+    pub(crate) fn provider(&self) -> &'static str {
         match self {
             Target::Local => "local",
             Target::Docker => "docker",
@@ -40,7 +40,7 @@ impl Target {
         match self {
             Target::Local | Target::Docker => Vec::new(),
             Target::E2b(f) => f.env(),
-            Target::Daytona(f) => vec![("DAYTONA_API_URL".into(), f.api_url()), ("DAYTONA_API_KEY".into(), f.api_key().into())],
+            Target::Daytona(f) => f.env(),
             Target::Vercel(f) => f.env(),
             Target::Modal(f) => f.env(),
         }
