@@ -26,6 +26,14 @@ async fn main() {
         .output()
         .unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    // The sandbox's runtime runs on this host: taken down however the bench ends.
+    struct Down(std::path::PathBuf, std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0).args(["down", "bench"]).env("XDG_STATE_HOME", self.1.join("state")).output();
+        }
+    }
+    let _down = Down(sbx.clone(), d.to_path_buf());
     let mut ui = tokio::process::Command::new(&sbx)
         .arg("ui")
         .env("XDG_STATE_HOME", d.join("state"))
@@ -83,7 +91,6 @@ async fn main() {
     let b_renderers = b.renderers;
     let errors = b.console_errors().await.unwrap();
     b.close().await;
-    let _ = Command::new(&sbx).args(["down", "bench"]).env("XDG_STATE_HOME", d.join("state")).output();
 
     println!("sbx ui: one mock turn of {EVENTS} streamed events, followed live in headless Chromium");
     println!("  events received by the page:  {} (distinct {}, last sequence {})", live["received"], live["count"], live["last"]);

@@ -56,6 +56,14 @@ async fn inspector_in_chromium() {
     let d = dir.path();
     let up = sbx(d, &["up", "--provider", "local", "--name", "insp"]).output().unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    // The sandbox's runtime runs on this host: taken down even when an assertion fails.
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = sbx(self.0, &["down", "insp"]).output();
+        }
+    }
+    let _down = Down(d);
     let (_ui, url) = start_ui(d, &[]).await;
     let base = url.split("/?").next().unwrap().to_owned();
     let token = url.rsplit("token=").next().unwrap().to_owned();
