@@ -1,5 +1,6 @@
 //! The one integration-test binary (`cargo nextest run -p sbx-tests`); each area is a module.
 mod acp;
+mod acp_cli;
 mod acp_vibe;
 mod agent_install;
 mod auth;
