@@ -4,4 +4,5 @@ pub mod daytona;
 pub mod e2b;
 mod faults;
 pub mod modal;
+mod upgrade;
 pub mod vercel;

@@ -49,20 +49,44 @@ pub(crate) struct ClaudeDriver {
     asks: mpsc::UnboundedReceiver<Ask>,
     listener: tokio::task::JoinHandle<()>,
     socket: PathBuf,
+    /// Holds the socket's directory when the session's own path was too long for a socket address.
+    _socket_dir: Option<tempfile::TempDir>,
+}
+
+/// A Unix socket address holds at most 107 bytes of path (`sun_path`, NUL included: 108).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Where the permission socket listens: in the session's directory, or, when that path is too long for
+/// a socket address (a local sandbox under a deep state directory), in a private (0700) directory under
+/// the temporary directory, removed with the driver.
+fn socket_path(dir: &std::path::Path) -> Result<(PathBuf, Option<tempfile::TempDir>), AgentGone> {
+    let inside = dir.join("permissions.sock");
+    if inside.as_os_str().len() <= MAX_SOCKET_PATH {
+        return Ok((inside, None));
+    }
+    let short = tempfile::Builder::new()
+        .prefix("sbx-perm-")
+        .tempdir()
+        .map_err(|e| AgentGone(format!("cannot make a directory for the permission socket: {e}")))?;
+    // Only this runtime's user may connect (the directory is empty until the socket is bound in it).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(short.path(), std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| AgentGone(format!("cannot restrict the permission socket's directory: {e}")))?;
+    Ok((short.path().join("p.sock"), Some(short)))
 }
 
 impl ClaudeDriver {
     /// Prepares the session (permission socket, skills); the process starts at the first turn.
     pub(crate) async fn new(settings: SessionSettings) -> Result<Self, AgentGone> {
         let binary = settings.binary.clone().ok_or_else(|| AgentGone("no claude binary".into()))?;
-        let socket = settings.dir.join("permissions.sock");
+        let (socket, socket_dir) = socket_path(&settings.dir)?;
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)
             .map_err(|e| AgentGone(format!("cannot listen on {}: {e}", socket.display())))?;
         let (tx, asks) = mpsc::unbounded_channel();
         let listener = tokio::spawn(relay(listener, tx));
         link_skills(&settings, ".claude/skills");
-        Ok(Self { settings, binary, proc: None, asks, listener, socket })
+        Ok(Self { settings, binary, proc: None, asks, listener, socket, _socket_dir: socket_dir })
     }
 
     fn spawn(&mut self) -> Result<(), AgentGone> {
@@ -529,5 +553,23 @@ pub(crate) fn link_skills(settings: &SessionSettings, subdir: &str) {
         if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::os::unix::fs::symlink(&src, &dst)) {
             tracing::warn!(skill = %src.display(), error = %e, "cannot hand a skill to the agent");
         }
+    }
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_path_too_long_for_an_address_moves_to_a_private_temp_dir() {
+        let (p, held) = socket_path(std::path::Path::new("/s/ses_1")).unwrap();
+        assert_eq!((p, held.is_none()), (PathBuf::from("/s/ses_1/permissions.sock"), true));
+        let deep = PathBuf::from("/tmp").join("d".repeat(120));
+        let (p, held) = socket_path(&deep).unwrap();
+        let held = held.expect("a directory of its own");
+        assert!(p.starts_with(held.path()) && p.as_os_str().len() <= MAX_SOCKET_PATH, "{}", p.display());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(held.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        std::os::unix::net::UnixListener::bind(&p).expect("binds");
     }
 }

@@ -47,6 +47,10 @@ async fn proxy(State((st, id, port)): State<(Arc<Shared>, String, u16)>, req: Re
     let Some(ip) = s.ip.filter(|_| s.state == "started") else {
         return nest(502, &format!("Sandbox {id} is not started"));
     };
+    if crate::fakes::upgrade::is_upgrade(&req) {
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else { return nest(502, "the sandbox has no address") };
+        return crate::fakes::upgrade::tunnel(req, (ip, port).into(), &["x-daytona-preview-token"]).await;
+    }
     let (parts, body) = req.into_parts();
     let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut out = st.http.request(parts.method.clone(), format!("http://{ip}:{port}{pq}"));

@@ -1,4 +1,5 @@
-//! The edge: per-port hosts (and `E2b-Sandbox-Port`), proxied to the container.
+//! The edge: per-port hosts (and `E2b-Sandbox-Port`), proxied to the container; WebSocket upgrades
+//! pass through as on the real edge.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -16,6 +17,10 @@ pub(super) async fn proxy(st: &Inner, id: &str, port: u16, req: Request) -> Resp
     let Some(s) = st.sandboxes.lock().unwrap().get(id).cloned().filter(|s| !s.paused) else {
         return edge_error(id, "The sandbox was not found");
     };
+    if crate::fakes::upgrade::is_upgrade(&req) {
+        let Ok(ip) = s.ip.parse::<std::net::IpAddr>() else { return edge_error(id, "the sandbox has no address") };
+        return crate::fakes::upgrade::tunnel(req, (ip, port).into(), &["e2b-sandbox-id", "e2b-sandbox-port"]).await;
+    }
     let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     let url = format!("http://{}:{port}{path}", s.ip);
     let method = req.method().clone();

@@ -19,7 +19,8 @@
 //! 3. Everything else is the control plane.
 //!
 //! Ports are reached at the container's address on the Docker bridge (the host can route to it on
-//! Linux), so any port works without publishing it in advance. WebSocket upgrades are not proxied.
+//! Linux), so any port works without publishing it in advance. WebSocket upgrades pass through
+//! (`fakes::upgrade`), as on the real edge.
 //!
 //! # Faithful where it matters
 //!
