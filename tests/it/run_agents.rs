@@ -166,3 +166,46 @@ async fn sbx_run_on_docker_real_agents_fix_a_bug_installed_from_the_vendor_chann
     assert!(hits.iter().any(|h| h.ends_with("/claude/2.0.0/manifest.json")), "{hits:?}");
     assert!(hits.iter().any(|h| h.ends_with("codex-package_SHA256SUMS")), "{hits:?}");
 }
+
+/// `keyless: true` on a matrix of tasks: every task's real claude fixes the bug through the relay this
+/// `sbx run` serves (the fake LLM listens on this host's loopback only, so the relay is the only way to
+/// it), the fake sees the real key, and `sbx usage` has one audit row per model request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sbx_run_keyless_matrix_every_task_completes_and_each_model_request_is_audited() {
+    let Some(_) = agent_bin("claude") else { return };
+    assert!(sbx_tests::docker_available(), "Docker is required");
+    let llm = FakeLlm::start().await;
+    // Tasks run side by side: each request is answered from what it carries, not from a shared queue.
+    llm.set_default(Reply::with(|req: &Recorded| match req.last_tool_result() {
+        Some(_) => Reply::text("Fixed: add now adds."),
+        None => Reply::tool("Bash", json!({"command": FIX, "description": "fix add"})),
+    }));
+    let run = Run::new();
+    let key = format!("sk-ant-api03-RUNKEYLESS{}", sbx_tests::random_token());
+    std::fs::write(run.home.path().join(".claude.json"), format!(r#"{{"primaryApiKey": "{key}"}}"#)).unwrap();
+    let config = format!(
+        "version: 1\ndefaults:\n  provider: docker\n  image: {image}\n  agent: claude\n  agent_install: auto\n  keyless: true\n  timeout: 10m\n  concurrency: 2\n\
+         tasks:\n  - name: fix\n    workspace: ./repo\n    prompt: Fix add in calc.sh so test.sh passes\n    check: sh test.sh\n    matrix:\n      env.RUN: [one, two]\n",
+        image = crate::conformance::base_image()
+    );
+    let home = run.home.path().to_path_buf();
+    let env = [("HOME", home.display().to_string()), ("SBX_KEYLESS_ANTHROPIC_URL", llm.base_url())];
+    let (out, results) = tokio::task::block_in_place(|| run.run(&config, &env));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sbx run exit {:?}\n{stderr}", out.status.code());
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(results.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((summary["passed"].as_u64(), summary["failed"].as_u64()), (Some(2), Some(0)), "{summary:#}");
+    let posts: Vec<Recorded> = llm.requests().into_iter().filter(|r| r.method == "POST").collect();
+    assert!(posts.len() >= 4, "two turns of two requests each at least: {}", posts.len());
+    assert!(posts.iter().all(|r| r.header("x-api-key") == Some(key.as_str())), "every request reached the fake with the real key");
+    let usage = Command::new(sbx_tests::bin("sbx"))
+        .args(["usage", "--json"])
+        .env("HOME", &home)
+        .env("XDG_STATE_HOME", &home)
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&usage.stdout).expect("usage json");
+    let audited: Vec<&Value> = rows["requests"].as_array().map(|a| a.iter().filter(|r| r["method"] == "POST").collect()).unwrap_or_default();
+    assert_eq!(audited.len(), posts.len(), "one audit row per model request: {rows:#}");
+    assert!(audited.iter().all(|r| r["status"] == 200), "{rows:#}");
+}
