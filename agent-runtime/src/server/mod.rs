@@ -399,6 +399,12 @@ pub async fn start(config: ServerConfig) -> std::io::Result<RunningServer> {
         state.sessions().set_relay_root(format!("http://{}", SocketAddr::new(ip, bound.port())));
         let app = app.clone();
         let mut rx = rx.clone();
+        // Streams (exec output, session events, relayed model answers) are many small writes: without
+        // TCP_NODELAY each waits on the peer's delayed ACK (measured: +80 ms per relayed answer).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tasks.push(tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

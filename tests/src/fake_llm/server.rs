@@ -69,6 +69,11 @@ impl FakeLlm {
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
         let shutdown = shared.cancel.clone().cancelled_owned();
         let task = tokio::spawn(async move {
+            // As a real API's edge: streamed pieces go out at once (no Nagle delay on small writes).
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 eprintln!("fake LLM: server error: {e}");
             }
