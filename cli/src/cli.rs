@@ -107,7 +107,7 @@ pub enum Command {
     Auth(commands::auth::AuthArgs),
     /// Serve a keyless sandbox's LLM relay from this machine until Ctrl-C (docs/keyless.md).
     Attach(commands::keyless::AttachArgs),
-    /// Serve the LLM relay of every keyless sandbox on this machine until Ctrl-C.
+    /// Serve the LLM relay of every keyless sandbox on this machine (until Ctrl-C, or --daemon).
     Proxy(commands::keyless::ProxyArgs),
     /// Model requests relayed for keyless sandboxes: sandbox, session, model, tokens, latency, status.
     Usage(commands::keyless::UsageArgs),

@@ -342,3 +342,56 @@ async fn a_claude_turn_through_the_relay_on_daytona() {
     assert!(sbx_tests::docker_available(), "Docker is required (the fake Daytona runs sandboxes as containers)");
     a_claude_turn_through_the_relay_on(Target::Daytona(sbx_tests::fakes::daytona::FakeDaytona::start().await), &[]).await;
 }
+
+/// `sbx proxy --daemon` serves the relay with no `sbx` in the foreground, a second `--daemon` finds the
+/// first, and `--stop` ends it (then requests wait and get 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_proxy_serves_the_relay_until_stopped() {
+    let llm = FakeLlm::start().await;
+    let (mut b, _, _) = keyless_box(&llm, "daemon");
+    let name = b.name.clone();
+    let image = crate::conformance::base_image();
+    b.ok(&["up", "--provider", "docker", "--image", &image, "--name", &name, "--keyless=claude", "--keyless-wait", "2s"]).await;
+    let _down = Down(b.home.path().to_path_buf(), name.clone());
+    let stop = ProxyStop(b.command(&["proxy", "--stop"]));
+    let started: Value = serde_json::from_str(&b.ok(&["proxy", "--daemon", "--json"]).await).expect("json");
+    let pid = started["pid"].as_i64().expect("pid");
+    assert_eq!(started["alreadyRunning"], false, "{started}");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the background proxy runs");
+    let again: Value = serde_json::from_str(&b.ok(&["proxy", "--daemon", "--json"]).await).expect("json");
+    assert_eq!((again["pid"].as_i64(), &again["alreadyRunning"]), (Some(pid), &Value::Bool(true)), "{again}");
+
+    // It picks the sandbox up within a few seconds; then a model request is relayed.
+    let token = relay_token(&b);
+    let mut served = String::new();
+    for _ in 0..20 {
+        let (out, _) = relay_call(&mut b, &token).await;
+        served = out;
+        if served.contains("HTTP 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(served.contains("HTTP 200"), "{served}");
+    let log = std::fs::read_to_string(b.home.path().join("state/sbx/proxy.log")).unwrap_or_default();
+    assert!(log.contains(&format!("serving `{name}`")), "{log}");
+
+    let stopped: Value = serde_json::from_str(&b.ok(&["proxy", "--stop", "--json"]).await).expect("json");
+    assert_eq!(stopped["pid"].as_i64(), Some(pid), "{stopped}");
+    std::mem::forget(stop);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid), "the background proxy ended");
+    let (out, _) = relay_call(&mut b, &token).await;
+    assert!(out.contains("HTTP 503"), "nothing serves the relay once stopped: {out}");
+}
+
+fn is_zombie(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+/// Stops the background proxy if the test ends early.
+struct ProxyStop(tokio::process::Command);
+impl Drop for ProxyStop {
+    fn drop(&mut self) {
+        let _ = self.0.as_std_mut().output();
+    }
+}

@@ -21,7 +21,17 @@ pub struct AttachArgs {
 
 /// `sbx proxy` flags.
 #[derive(Args, Debug)]
-pub struct ProxyArgs {}
+#[command(
+    after_help = "Examples:\n  sbx proxy             # foreground, until Ctrl-C\n  sbx proxy --daemon    # in the background (log: proxy.log in the state directory)\n  sbx proxy --stop"
+)]
+pub struct ProxyArgs {
+    /// Serve in the background, detached from this terminal; a second `--daemon` finds the first.
+    #[arg(long, conflicts_with = "stop")]
+    pub daemon: bool,
+    /// Stop the background proxy.
+    #[arg(long)]
+    pub stop: bool,
+}
 
 /// `sbx usage` flags.
 #[derive(Args, Debug)]
@@ -52,14 +62,46 @@ pub async fn attach(ctx: &Ctx, a: AttachArgs) -> Result<Exit> {
 
 /// Runs `sbx proxy`: serves the relay of every keyless sandbox recorded here whose token is not revoked,
 /// in the foreground, until Ctrl-C (sandboxes made later are picked up within a few seconds).
-pub async fn proxy(ctx: &Ctx, _a: ProxyArgs) -> Result<Exit> {
+pub async fn proxy(ctx: &Ctx, a: ProxyArgs) -> Result<Exit> {
+    let dir = ctx.state.path().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let daemon = crate::keyless::daemon::Daemon::new(&dir);
+    if a.stop {
+        let stopped = daemon.stop()?;
+        if ctx.out.json {
+            ctx.out.json_value(&serde_json::json!({"stopped": stopped.is_some(), "pid": stopped}));
+        } else {
+            match stopped {
+                Some(pid) => ctx.out.note(format!("stopped the background proxy (pid {pid})")),
+                None => ctx.out.note("no background proxy runs"),
+            }
+        }
+        return Ok(Exit::Success);
+    }
+    if a.daemon {
+        let (pid, already) = match daemon.running() {
+            Some(pid) => (pid, true),
+            None => (daemon.start()?, false),
+        };
+        if ctx.out.json {
+            ctx.out.json_value(&serde_json::json!({"pid": pid, "alreadyRunning": already, "log": daemon.log()}));
+        } else {
+            let what = if already { "already serves" } else { "serves" };
+            ctx.out.note(format!(
+                "a background proxy (pid {pid}) {what} the LLM relay of every keyless sandbox here; log: {}; stop: sbx proxy --stop",
+                daemon.log().display()
+            ));
+        }
+        return Ok(Exit::Success);
+    }
     ctx.out.note("serving the LLM relay of every keyless sandbox on this machine (Ctrl-C to stop)");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let served = crate::keyless::Attachments::new(ctx.state.path());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => return Ok(Exit::Success),
+            _ = terminate.recv() => return Ok(Exit::Success),
         }
         for rec in ctx.state.list()? {
             let Some(t) = ctx.state.relay_token(&rec.name)? else { continue };

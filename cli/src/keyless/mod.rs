@@ -17,6 +17,7 @@ use sbx_agent::api::llm_relay::{RELAY_TOKEN_ENV, RELAY_WAIT_ENV};
 use crate::output::usage;
 use crate::state::{now_secs, State};
 
+pub mod daemon;
 pub mod serve;
 pub mod store;
 pub mod upstream;
