@@ -308,6 +308,34 @@ pub(crate) fn agent_command(program: &std::path::Path, settings: &SessionSetting
 }
 
 /// The tail of an agent's stderr (for error messages when it fails).
+/// Why a stdio agent is gone, as far as its process says: its exit status (waiting up to 2 s for it),
+/// or "still running; killed" after killing it.
+pub(crate) async fn exit_status_or_kill(child: &mut tokio::process::Child) -> String {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(s)) => s.to_string(),
+        _ => {
+            let _ = child.start_kill();
+            "still running; killed".to_owned()
+        }
+    }
+}
+
+/// Kills an agent process and reaps it (bounded).
+pub(crate) async fn kill_agent(child: &mut tokio::process::Child) {
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+}
+
+/// Ends an agent that exits at the end of its input (Codex's app-server, ACP agents): closes its stdin,
+/// waits up to 3 s, then kills it.
+pub(crate) async fn close_agent(mut child: tokio::process::Child, stdin: tokio::process::ChildStdin) {
+    drop(stdin);
+    if tokio::time::timeout(std::time::Duration::from_secs(3), child.wait()).await.is_err() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
+
 pub(crate) struct StderrTail {
     text: Arc<Mutex<String>>,
     reader: Option<tokio::task::JoinHandle<()>>,

@@ -73,20 +73,13 @@ impl Proc {
 
     /// Why Codex is gone, with its exit status and the last lines it wrote on stderr.
     async fn gone(&mut self, what: &str) -> AgentGone {
-        let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
-            Ok(Ok(s)) => s.to_string(),
-            _ => {
-                let _ = self.child.start_kill();
-                "still running; killed".to_owned()
-            }
-        };
+        let status = super::driver::exit_status_or_kill(&mut self.child).await;
         let tail = strip_ansi(&self.stderr.last_words().await);
         AgentGone(format!("{what} ({status}): {tail}"))
     }
 
     async fn kill(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        super::driver::kill_agent(&mut self.child).await;
     }
 
     /// Sends request `id` and waits (bounded) for its answer: `Ok(result)` or `Err(error)` as Codex
@@ -443,13 +436,9 @@ impl AgentDriver for CodexDriver {
     }
 
     async fn shutdown(&mut self) {
-        if let Some(mut p) = self.proc.take() {
+        if let Some(p) = self.proc.take() {
             // Codex's app-server exits at the end of its input; kill it if it lingers.
-            drop(p.stdin);
-            if tokio::time::timeout(Duration::from_secs(3), p.child.wait()).await.is_err() {
-                let _ = p.child.start_kill();
-                let _ = p.child.wait().await;
-            }
+            super::driver::close_agent(p.child, p.stdin).await;
         }
     }
 }
