@@ -169,7 +169,7 @@ build_secs=$((SECONDS - t0))
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 say "wrote $out:"
 (cd "$out" && ls -l sbx-* get-sbx.sh | awk '{ print "  " $5 "\t" $NF }' >&2)
-echo "figures:"
+echo "figures ($profile profile$( [ "$profile" = runtime ] || echo ": not what a release ships; sizes are far above a release's" )):"
 echo "  cargo time, this run (both binaries, every buildable target; builds already done are reused): ${build_secs}s"
 for b in "${built[@]}"; do
   IFS='|' read -r t file size sbx_size agent_size <<<"$b"
