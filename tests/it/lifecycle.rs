@@ -1,5 +1,5 @@
-//! The lifecycle through the `sbx` binary on every provider (local, Docker, the E2B, Daytona and Vercel
-//! fakes):
+//! The lifecycle through the `sbx` binary on every provider (local, Docker, the E2B, Daytona, Vercel and
+//! Modal fakes):
 //! a bootstrap that fails (`SBX_TEST_FAIL_PHASE`) or is interrupted (SIGINT while
 //! `SBX_TEST_PAUSE_AFTER_CREATE` holds it) leaves nothing in `sbx ls`, in the provider (the local
 //! directories, Docker, the fake's own list) and exits non-zero; `--keep` keeps it; a failing workspace
@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use sbx_tests::fakes::daytona::FakeDaytona;
 use sbx_tests::fakes::e2b::FakeE2b;
+use sbx_tests::fakes::modal::FakeModal;
 use sbx_tests::fakes::vercel::FakeVercel;
 use sbx_tests::bin;
 
@@ -21,13 +22,14 @@ struct Env {
     e2b: Option<FakeE2b>,
     daytona: Option<FakeDaytona>,
     vercel: Option<FakeVercel>,
+    modal: Option<FakeModal>,
 }
 
 impl Env {
     async fn new(provider: &'static str) -> Option<Self> {
         let home = tempfile::tempdir().expect("tempdir");
         let mut env = Vec::new();
-        let (mut e2b, mut daytona, mut vercel) = (None, None, None);
+        let (mut e2b, mut daytona, mut vercel, mut modal) = (None, None, None, None);
         match provider {
             "local" => env.push(("DOCKER_HOST".to_owned(), format!("unix://{}/no-docker.sock", home.path().display()))),
             other => {
@@ -54,11 +56,16 @@ impl Env {
                         env.extend(fake.env());
                         vercel = Some(fake);
                     }
+                    "modal" => {
+                        let fake = FakeModal::start().await;
+                        env.extend(fake.env());
+                        modal = Some(fake);
+                    }
                     _ => {}
                 }
             }
         }
-        Some(Self { provider, home, env, e2b, daytona, vercel })
+        Some(Self { provider, home, env, e2b, daytona, vercel, modal })
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -133,6 +140,9 @@ impl Env {
         }
         if let Some(f) = &self.vercel {
             left.extend(f.sandbox_names());
+        }
+        if let Some(f) = &self.modal {
+            left.extend(f.running_ids());
         }
         left
     }
@@ -287,7 +297,7 @@ macro_rules! per_provider {
     };
 }
 
-per_provider!(local, docker, e2b, daytona, vercel);
+per_provider!(local, docker, e2b, daytona, vercel, modal);
 
 #[test]
 fn unknown_providers_are_named_with_the_valid_ones() {
