@@ -1,5 +1,5 @@
 //! The lifecycle through the `sbx` binary on every provider (local, Docker, the E2B, Daytona, Vercel and
-//! Modal fakes):
+//! Modal fakes, a real sshd):
 //! a bootstrap that fails (`SBX_TEST_FAIL_PHASE`) or is interrupted (SIGINT while
 //! `SBX_TEST_PAUSE_AFTER_CREATE` holds it) leaves nothing in `sbx ls`, in the provider (the local
 //! directories, Docker, the fake's own list) and exits non-zero; `--keep` keeps it; a failing workspace
@@ -23,13 +23,14 @@ struct Env {
     daytona: Option<FakeDaytona>,
     vercel: Option<FakeVercel>,
     modal: Option<FakeModal>,
+    ssh: Option<sbx_tests::sshd::SshServer>,
 }
 
 impl Env {
     async fn new(provider: &'static str) -> Option<Self> {
         let home = tempfile::tempdir().expect("tempdir");
         let mut env = Vec::new();
-        let (mut e2b, mut daytona, mut vercel, mut modal) = (None, None, None, None);
+        let (mut e2b, mut daytona, mut vercel, mut modal, mut ssh) = (None, None, None, None, None);
         match provider {
             "local" => env.push(("DOCKER_HOST".to_owned(), format!("unix://{}/no-docker.sock", home.path().display()))),
             other => {
@@ -61,11 +62,19 @@ impl Env {
                         env.extend(fake.env());
                         modal = Some(fake);
                     }
+                    "ssh" => {
+                        // A real sshd in a container: its client home holds the key and known_hosts.
+                        let server = sbx_tests::sshd::SshServer::start(&[]);
+                        server.trust();
+                        env.push(("HOME".into(), server.home.path().display().to_string()));
+                        env.push(("SBX_SSH_HOST".into(), server.dest()));
+                        ssh = Some(server);
+                    }
                     _ => {}
                 }
             }
         }
-        Some(Self { provider, home, env, e2b, daytona, vercel, modal })
+        Some(Self { provider, home, env, e2b, daytona, vercel, modal, ssh })
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -83,6 +92,7 @@ impl Env {
             .env_remove("SBX_TEST_FAIL_PHASE")
             .env_remove("RUST_LOG")
             .env_remove("GITHUB_STEP_SUMMARY")
+            .env_remove("SSH_AUTH_SOCK")
             .stdin(Stdio::null());
         for (k, v) in &self.env {
             c.env(k, v);
@@ -143,6 +153,9 @@ impl Env {
         }
         if let Some(f) = &self.modal {
             left.extend(f.running_ids());
+        }
+        if let Some(s) = &self.ssh {
+            left.extend(s.leftovers());
         }
         left
     }
@@ -216,7 +229,9 @@ async fn keep_keeps_a_failed_sandbox(provider: &'static str) {
     let ls = env.ls();
     assert_eq!(ls.len(), 1, "{provider}: {ls:?}");
     assert_eq!(ls[0]["name"], name.as_str());
-    assert_eq!(env.leftovers(&name).await.len(), 1, "{provider}: the provider still has it");
+    // One thing on most providers; on an SSH host its directory and its still-running runtime.
+    let kept = env.leftovers(&name).await;
+    assert!(!kept.is_empty(), "{provider}: the provider still has it");
     env.ok(&["down", &name]);
     env.assert_nothing_left(&name, "down after --keep").await;
 }
@@ -297,7 +312,17 @@ macro_rules! per_provider {
     };
 }
 
-per_provider!(local, docker, e2b, daytona, vercel, modal);
+per_provider!(local, docker, e2b, daytona, vercel, modal, ssh);
+
+/// The fault tests above cover every registered provider: a new one must join `per_provider!`.
+#[test]
+fn the_fault_tests_cover_every_registered_provider() {
+    let mut covered = vec!["local", "docker", "e2b", "daytona", "vercel", "modal", "ssh"];
+    let mut registered = sbx_providers::registry::names();
+    covered.sort_unstable();
+    registered.sort_unstable();
+    assert_eq!(registered, covered, "add the new provider to per_provider! and Env::new");
+}
 
 #[test]
 fn unknown_providers_are_named_with_the_valid_ones() {
