@@ -68,6 +68,13 @@ fn results_dir(dir: &Path) -> PathBuf {
 /// `[[task, status text], …]` of the table's rows.
 const ROWS: &str = "[...document.querySelectorAll('#tasks tbody tr')].map(r => [r.dataset.task, r.querySelector('.st').textContent])";
 
+/// Waits until the table shows `want` (a filter re-renders on `hashchange`, after the hash is set).
+async fn rows_become(b: &mut Browser, want: serde_json::Value) {
+    let expr = format!("JSON.stringify({ROWS}) === {}", serde_json::to_string(&want.to_string()).unwrap());
+    let _ = b.wait_for(&expr, Duration::from_secs(5)).await;
+    assert_eq!(b.eval(ROWS).await.unwrap(), want);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn report_of_a_real_run_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +119,7 @@ async fn report_of_a_real_run_in_chromium() {
     // The status filter, by a real click.
     b.click("button[data-status=failed]").await.unwrap();
     b.wait_for("location.hash.includes('status=failed')", Duration::from_secs(5)).await.unwrap();
-    assert_eq!(b.eval(ROWS).await.unwrap(), json!([["broken", "failed"]]));
+    rows_become(&mut b, json!([["broken", "failed"]])).await;
 
     // The failing task's diff: the file, its added line coloured, `</script>` shown as text.
     b.click("tr[data-task=broken]").await.unwrap();
@@ -134,7 +141,7 @@ async fn report_of_a_real_run_in_chromium() {
     for part in ["status=failed", "task=broken", "view=diff"] {
         assert!(hash.as_str().unwrap().contains(part), "{hash}");
     }
-    assert_eq!(b.eval(ROWS).await.unwrap(), json!([["broken", "failed"]]));
+    rows_become(&mut b, json!([["broken", "failed"]])).await;
     assert_eq!(b.eval("!!document.querySelector('#view-diff .diff[data-file=\"src/lib.rs\"]')").await.unwrap(), json!(true));
 
     // Check output: exit code, the log with its non-UTF-8 bytes replaced, and a note saying so.
@@ -173,7 +180,7 @@ async fn report_of_a_real_run_in_chromium() {
     b.click("#q").await.unwrap();
     b.type_text("greet").await.unwrap();
     b.wait_for("document.querySelectorAll('#tasks tbody tr').length === 1", Duration::from_secs(5)).await.unwrap();
-    assert_eq!(b.eval(ROWS).await.unwrap(), json!([["add-greeting", "passed"]]));
+    rows_become(&mut b, json!([["add-greeting", "passed"]])).await;
     b.eval("document.querySelector('#q').value = ''; document.querySelector('#q').dispatchEvent(new Event('input'))").await.unwrap();
 
     // The matrix (mock × local: 2 of 3) and the timeline (three bars).
