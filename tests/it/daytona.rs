@@ -122,7 +122,6 @@ async fn stop_and_start_keep_files_and_the_runtime_comes_back() {
     p.destroy(id).await.expect("destroy");
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
@@ -132,22 +131,9 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
 
     let out = cli.ok(&["exec", "dt", "--", "sh", "-c", "echo out; echo err >&2; exit 0"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
-    let out = cli.run(&["exec", "dt", "--", "sh", "-c", "exit 3"]).await;
-    assert_eq!(out.status.code(), Some(3));
-    // Output is bytes through the fake's proxy too: 16 MiB of random bytes, as the sandbox hashes them.
-    let want = cli.ok(&["exec", "dt", "--", "sh", "-c", crate::output_bytes::RANDOM_16_MIB]).await;
-    let got = cli.ok(&["exec", "dt", "--", "cat", "/tmp/random.bin"]).await;
-    crate::output_bytes::assert_sha256sum(&want.stdout, &got.stdout);
+    cli.exit_code_and_bytes("dt").await;
 
-    let src = cli.home.path().join("hello.txt");
-    std::fs::write(&src, "hello daytona\n").expect("write");
-    cli.ok(&["exec", "dt", "--", "mkdir", "-p", "/root/in"]).await;
-    cli.ok(&["cp", src.to_str().expect("utf8"), "dt:/root/in/hello.txt"]).await;
-    let out = cli.ok(&["exec", "dt", "--", "cat", "/root/in/hello.txt"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello daytona\n");
-    let back = cli.home.path().join("back.txt");
-    cli.ok(&["cp", "dt:/root/in/hello.txt", back.to_str().expect("utf8")]).await;
-    assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello daytona\n");
+    cli.copy_in_and_out("dt", "/root/in", "hello daytona\n").await;
 
     // pause = stop, resume = start: files stay, the runtime comes back behind a new preview token.
     cli.ok(&["pause", "dt"]).await;
@@ -155,8 +141,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     let out = cli.ok(&["exec", "dt", "--", "cat", "/root/in/hello.txt"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello daytona\n");
 
-    let out = cli.ok(&["prompt", "dt", "echo hello from daytona", "--agent", "mock"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from daytona\n");
+    cli.mock_prompt_echoes("dt", "hello from daytona").await;
 
     let out = cli.ok(&["ls", "--json"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("daytona"), "{}", String::from_utf8_lossy(&out.stdout));
@@ -164,17 +149,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     assert!(fake.sandbox_ids().is_empty(), "down deletes the sandbox");
 
     // A wrong key through the CLI: one clear error naming the fix.
-    let out = tokio::process::Command::new(sbx_tests::bin("sbx"))
-        .args(["up", "--provider", "daytona", "--name", "nokey"])
-        .env("XDG_STATE_HOME", cli.home.path().join("state"))
-        .env("XDG_CONFIG_HOME", cli.home.path().join("config"))
-        .env("SBX_RUNTIME", sbx_tests::static_runtime())
-        .env("DAYTONA_API_URL", fake.api_url())
-        .env("DAYTONA_API_KEY", "wrong")
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .expect("run sbx");
+    let out = cli.command(&["up", "--provider", "daytona", "--name", "nokey"]).env("DAYTONA_API_KEY", "wrong").output().await.expect("run sbx");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "a refused key is an auth failure: {err}");
     assert!(err.contains("DAYTONA_API_KEY") && err.contains("sbx auth login daytona"), "{err}");

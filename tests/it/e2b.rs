@@ -129,7 +129,6 @@ async fn pause_and_resume_keep_files_and_the_runtime_comes_back() {
     assert!(containers(&fake).await.is_empty());
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
@@ -144,22 +143,9 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     let out = cli.ok(&["exec", "eb", "--", "sh", "-c", "echo out; echo err >&2; exit 0"]).await;
     assert!(fake.end_at(&id).expect("exists") >= unix_now() + 3000, "sbx exec extended the timeout to an hour");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
-    let out = cli.run(&["exec", "eb", "--", "sh", "-c", "exit 3"]).await;
-    assert_eq!(out.status.code(), Some(3));
-    // Output is bytes through the fake's proxy too: 16 MiB of random bytes, as the sandbox hashes them.
-    let want = cli.ok(&["exec", "eb", "--", "sh", "-c", crate::output_bytes::RANDOM_16_MIB]).await;
-    let got = cli.ok(&["exec", "eb", "--", "cat", "/tmp/random.bin"]).await;
-    crate::output_bytes::assert_sha256sum(&want.stdout, &got.stdout);
+    cli.exit_code_and_bytes("eb").await;
 
-    let src = cli.home.path().join("hello.txt");
-    std::fs::write(&src, "hello e2b\n").expect("write");
-    cli.ok(&["exec", "eb", "--", "mkdir", "-p", "/root/in"]).await;
-    cli.ok(&["cp", src.to_str().expect("utf8"), "eb:/root/in/hello.txt"]).await;
-    let out = cli.ok(&["exec", "eb", "--", "cat", "/root/in/hello.txt"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello e2b\n");
-    let back = cli.home.path().join("back.txt");
-    cli.ok(&["cp", "eb:/root/in/hello.txt", back.to_str().expect("utf8")]).await;
-    assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello e2b\n");
+    cli.copy_in_and_out("eb", "/root/in", "hello e2b\n").await;
 
     // sbx pause / resume: the files stay.
     cli.ok(&["pause", "eb"]).await;
@@ -168,8 +154,7 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
     let out = cli.ok(&["exec", "eb", "--", "cat", "/root/in/hello.txt"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello e2b\n");
 
-    let out = cli.ok(&["prompt", "eb", "echo hello from e2b", "--agent", "mock"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from e2b\n");
+    cli.mock_prompt_echoes("eb", "hello from e2b").await;
 
     let out = cli.ok(&["ls", "--json"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("e2b"), "{}", String::from_utf8_lossy(&out.stdout));

@@ -48,8 +48,7 @@ impl Env {
                     }
                     "daytona" => {
                         let fake = FakeDaytona::start().await;
-                        env.push(("DAYTONA_API_URL".into(), fake.api_url()));
-                        env.push(("DAYTONA_API_KEY".into(), fake.api_key().to_owned()));
+                        env.extend(fake.env());
                         daytona = Some(fake);
                     }
                     "vercel" => {

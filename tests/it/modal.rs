@@ -172,7 +172,6 @@ async fn a_sandbox_whose_timeout_ran_out_says_so() {
     assert!(fake.containers().await.is_empty());
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
@@ -182,24 +181,11 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
 
     let out = cli.ok(&["exec", "md", "--", "sh", "-c", "echo out; echo err >&2; exit 0"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
-    let out = cli.run(&["exec", "md", "--", "sh", "-c", "exit 3"]).await;
-    assert_eq!(out.status.code(), Some(3));
-    let want = cli.ok(&["exec", "md", "--", "sh", "-c", crate::output_bytes::RANDOM_16_MIB]).await;
-    let got = cli.ok(&["exec", "md", "--", "cat", "/tmp/random.bin"]).await;
-    crate::output_bytes::assert_sha256sum(&want.stdout, &got.stdout);
+    cli.exit_code_and_bytes("md").await;
 
-    let src = cli.home.path().join("hello.txt");
-    std::fs::write(&src, "hello modal\n").expect("write");
-    cli.ok(&["exec", "md", "--", "mkdir", "-p", "/tmp/in"]).await;
-    cli.ok(&["cp", src.to_str().expect("utf8"), "md:/tmp/in/hello.txt"]).await;
-    let out = cli.ok(&["exec", "md", "--", "cat", "/tmp/in/hello.txt"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello modal\n");
-    let back = cli.home.path().join("back.txt");
-    cli.ok(&["cp", "md:/tmp/in/hello.txt", back.to_str().expect("utf8")]).await;
-    assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello modal\n");
+    cli.copy_in_and_out("md", "/tmp/in", "hello modal\n").await;
 
-    let out = cli.ok(&["prompt", "md", "echo hello from modal", "--agent", "mock"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from modal\n");
+    cli.mock_prompt_echoes("md", "hello from modal").await;
 
     let out = cli.run(&["pause", "md"]).await;
     assert_eq!(out.status.code(), Some(2), "asking for what the provider cannot do is a usage error");

@@ -167,7 +167,6 @@ async fn a_sandbox_whose_timeout_ran_out_says_so() {
     assert!(fake.sandbox_names().is_empty());
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_exec_cp_prompt_down_through_the_cli() {
     let Some(fake) = fake().await else { return };
@@ -177,25 +176,11 @@ async fn up_exec_cp_prompt_down_through_the_cli() {
 
     let out = cli.ok(&["exec", "vc", "--", "sh", "-c", "echo out; echo err >&2; exit 0"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
-    let out = cli.run(&["exec", "vc", "--", "sh", "-c", "exit 3"]).await;
-    assert_eq!(out.status.code(), Some(3));
-    // Output is bytes through the fake's route too: 16 MiB of random bytes, as the sandbox hashes them.
-    let want = cli.ok(&["exec", "vc", "--", "sh", "-c", crate::output_bytes::RANDOM_16_MIB]).await;
-    let got = cli.ok(&["exec", "vc", "--", "cat", "/tmp/random.bin"]).await;
-    crate::output_bytes::assert_sha256sum(&want.stdout, &got.stdout);
+    cli.exit_code_and_bytes("vc").await;
 
-    let src = cli.home.path().join("hello.txt");
-    std::fs::write(&src, "hello vercel\n").expect("write");
-    cli.ok(&["exec", "vc", "--", "mkdir", "-p", "/tmp/in"]).await;
-    cli.ok(&["cp", src.to_str().expect("utf8"), "vc:/tmp/in/hello.txt"]).await;
-    let out = cli.ok(&["exec", "vc", "--", "cat", "/tmp/in/hello.txt"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello vercel\n");
-    let back = cli.home.path().join("back.txt");
-    cli.ok(&["cp", "vc:/tmp/in/hello.txt", back.to_str().expect("utf8")]).await;
-    assert_eq!(std::fs::read_to_string(&back).expect("read"), "hello vercel\n");
+    cli.copy_in_and_out("vc", "/tmp/in", "hello vercel\n").await;
 
-    let out = cli.ok(&["prompt", "vc", "echo hello from vercel", "--agent", "mock"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from vercel\n");
+    cli.mock_prompt_echoes("vc", "hello from vercel").await;
 
     // Pause is not something Vercel can do: one clear error.
     let out = cli.run(&["pause", "vc"]).await;
