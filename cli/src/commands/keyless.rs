@@ -66,7 +66,7 @@ pub async fn proxy(ctx: &Ctx, a: ProxyArgs) -> Result<Exit> {
     let dir = ctx.state.path().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let daemon = crate::keyless::daemon::Daemon::new(&dir);
     if a.stop {
-        let stopped = daemon.stop()?;
+        let stopped = daemon.stop().await?;
         if ctx.out.json {
             ctx.out.json_value(&serde_json::json!({"stopped": stopped.is_some(), "pid": stopped}));
         } else {

@@ -66,7 +66,7 @@ impl Daemon {
 
     /// Stops the background proxy (SIGTERM, then SIGKILL after 5 s); the pid it had, or `None` when none
     /// ran.
-    pub fn stop(&self) -> Result<Option<i32>> {
+    pub async fn stop(&self) -> Result<Option<i32>> {
         let Some(pid) = self.running() else {
             let _ = std::fs::remove_file(&self.pid_file);
             return Ok(None);
@@ -76,7 +76,7 @@ impl Daemon {
         kill(target, Signal::SIGTERM).with_context(|| format!("signal the background proxy (pid {pid})"))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while self.running().is_some() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         if self.running().is_some() {
             let _ = kill(target, Signal::SIGKILL);
