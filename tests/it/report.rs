@@ -175,6 +175,7 @@ async fn report_of_a_real_run_in_chromium() {
 
     // Back to everything; the search box filters by name as one types.
     b.click("button[data-close]").await.unwrap();
+    b.wait_for("document.querySelector('#detail').hidden", Duration::from_secs(5)).await.unwrap();
     b.click("button[data-status='']").await.unwrap();
     b.wait_for("document.querySelectorAll('#tasks tbody tr').length === 3", Duration::from_secs(5)).await.unwrap();
     b.click("#q").await.unwrap();

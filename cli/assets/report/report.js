@@ -64,6 +64,9 @@
     if (hash === location.hash || (hash === "#" && !location.hash)) return;
     if (push) location.hash = hash;
     else location.replace(hash);
+    // A fragment change is synchronous but its `hashchange` event is not: draw now, so a click that
+    // lands before the event sees the page it asked for, not the one before.
+    render();
   }
 
   function visible() {
@@ -490,7 +493,9 @@
   }
 
   // ---- drawing and events ------------------------------------------------------------------------------
+  let drawnHash = null;
   function render() {
+    drawnHash = location.hash;
     readHash();
     renderFilters();
     const list = visible();
@@ -519,7 +524,9 @@
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && state.task) go({ task: "" }, true);
   });
-  window.addEventListener("hashchange", render);
+  window.addEventListener("hashchange", () => {
+    if (location.hash !== drawnHash) render();
+  });
   renderHead();
   render();
 })();
