@@ -49,7 +49,7 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<LayerBars>>) -
             Arc::new(sbx_providers::daytona::DaytonaProvider::from_env_with_key(key.key.expose())?)
         }
         n if n == registry::VERCEL.name => Arc::new(crate::context::vercel_provider()?),
-        n if n == registry::SSH.name => Arc::new(ssh_provider()),
+        n if n == registry::SSH.name => Arc::new(ssh_provider(SSH_FLAGS.get())),
         n if n == registry::MODAL.name => {
             // `sbx auth` keeps the pair as `ID:SECRET`; the environment needs both variables.
             let key = crate::auth::require(crate::auth::provider_auth(n)?, None)?;
@@ -59,30 +59,47 @@ pub async fn provider_with_pull_bars(name: &str, bars: Option<Arc<LayerBars>>) -
     })
 }
 
-/// `sbx up --host`/`--accept-new` for the SSH provider of this process (flags win over the environment).
-static SSH_FLAGS: std::sync::OnceLock<(Option<String>, bool)> = std::sync::OnceLock::new();
-
-/// Records `sbx up --host HOST --accept-new` before the SSH provider is made.
-pub fn set_ssh_flags(host: Option<String>, accept_new: bool) {
-    let _ = SSH_FLAGS.set((host, accept_new));
+/// Where and how the SSH provider makes sandboxes: `sbx up --host --accept-new --isolation`, or one
+/// host of an `sbx run` task's `hosts:` (flags win over the environment).
+#[derive(Debug, Clone, Default)]
+pub struct SshFlags {
+    /// The host for new sandboxes.
+    pub host: Option<String>,
+    /// Learn an unknown host key.
+    pub accept_new: bool,
+    /// A directory or a container of the host's Docker engine (`None`: the environment's choice).
+    pub isolation: Option<sbx_providers::ssh::Isolation>,
 }
 
-/// The SSH provider: hosts from `--host`, `SBX_SSH_HOST` and the sandboxes recorded on this machine
-/// (so `sbx ls`/`sbx gc` look at every host this machine made sandboxes on); the runtime that
-/// `sbx up` would upload names the remote copy.
-fn ssh_provider() -> sbx_providers::ssh::SshProvider {
+/// `sbx up`'s SSH flags for the SSH provider of this process.
+static SSH_FLAGS: std::sync::OnceLock<SshFlags> = std::sync::OnceLock::new();
+
+/// Records `sbx up --host HOST --accept-new --isolation I` before the SSH provider is made.
+pub fn set_ssh_flags(flags: SshFlags) {
+    let _ = SSH_FLAGS.set(flags);
+}
+
+/// The SSH provider: hosts from the flags, `SBX_SSH_HOST` and the sandboxes recorded on this machine
+/// (so `sbx ls`/`sbx gc` look at every host this machine made sandboxes on, and at the Docker engine
+/// of those with containers); the runtime that `sbx up` would upload names the remote copy.
+fn ssh_provider(flags: Option<&SshFlags>) -> sbx_providers::ssh::SshProvider {
     let mut p = sbx_providers::ssh::SshProvider::from_env();
-    if let Some((host, accept_new)) = SSH_FLAGS.get() {
-        if let Some(h) = host {
+    if let Some(f) = flags {
+        if let Some(i) = f.isolation {
+            p = p.with_isolation(i);
+        }
+        if let Some(h) = &f.host {
             p = p.with_host(h.clone());
         }
-        if *accept_new {
+        if f.accept_new {
             p = p.accept_new();
         }
     }
     if let Ok(state) = State::open_default() {
-        let recorded = state.list().unwrap_or_default().into_iter().filter(|r| r.provider == registry::SSH.name);
-        p = p.also_list(recorded.filter_map(|r| r.id.rsplit_once('/').map(|(dest, _)| dest.to_owned())));
+        let recorded: Vec<String> = state.list().unwrap_or_default().into_iter().filter(|r| r.provider == registry::SSH.name).map(|r| r.id).collect();
+        let containers = recorded.iter().filter_map(|id| id.split_once("/docker/").map(|(dest, _)| dest.to_owned()));
+        p = p.also_list_containers(containers.collect::<Vec<_>>());
+        p = p.also_list(recorded.iter().filter(|id| !id.contains("/docker/")).filter_map(|id| id.rsplit_once('/').map(|(dest, _)| dest.to_owned())));
     }
     if let Ok(rt) = bootstrap::locate_runtime(true) {
         p = p.with_runtime(&rt);
@@ -127,6 +144,8 @@ pub struct Plan {
     pub keyless: Option<crate::keyless::Policy>,
     /// The run (an `sbx up`, an `sbx run`) it belongs to.
     pub run_id: String,
+    /// For the ssh provider: the host and isolation of this sandbox (`None`: `sbx up`'s flags).
+    pub ssh: Option<SshFlags>,
 }
 
 impl Plan {
@@ -139,6 +158,7 @@ impl Plan {
             keep: false,
             keyless: None,
             run_id: bootstrap::fresh_token()[..12].to_owned(),
+            ssh: None,
         })
     }
 
@@ -308,7 +328,10 @@ pub async fn up(ctx: &Ctx, plan: &Plan, opts: UpOptions) -> Result<Provisioned> 
     };
     let expires_at = plan.expires_at(now_secs());
     let spec = plan.labelled_spec(&ctx.state.instance_id()?, expires_at);
-    let provider = provider_with_pull_bars(plan.provider.name, opts.pull_bars.clone()).await?;
+    let provider: Arc<dyn Provider> = match &plan.ssh {
+        Some(flags) if plan.provider.name == registry::SSH.name => Arc::new(ssh_provider(Some(flags))),
+        _ => provider_with_pull_bars(plan.provider.name, opts.pull_bars.clone()).await?,
+    };
     let runtime = bootstrap::locate_runtime(plan.provider.capabilities.isolated)?;
     if !ctx.state.reserve(&name, plan.provider.name, &plan.run_id, &spec.labels, expires_at)? {
         return Err(usage(format!("a sandbox named `{name}` already exists; pick another --name or `sbx down {name}`")));

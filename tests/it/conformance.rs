@@ -217,6 +217,43 @@ conformance_runs! {
     modal => modal(),
 }
 
+/// The suite and the fault tests on `--isolation docker`: each sandbox is a container of the SSH
+/// host's Docker engine (a server container that shares this machine's network and engine).
+mod ssh_docker_isolation {
+    use super::*;
+
+    fn target() -> Target {
+        assert!(sbx_tests::docker_available(), "the ssh provider's tests need Docker for their sshd");
+        let server = sbx_tests::sshd::SshServer::start_docker_host();
+        server.trust();
+        let runtime = sbx_tests::static_runtime();
+        let provider = sbx_providers::ssh::SshProvider::new(vec![server.dest()], server.opts())
+            .with_runtime(&runtime)
+            .with_isolation(sbx_providers::ssh::Isolation::Docker);
+        let mut t = Target::new(Arc::new(provider));
+        t.sshd = Some(server);
+        // Leftovers are containers: ask the engine itself.
+        t.docker_state = Some(tempfile::tempdir().expect("tempdir"));
+        t
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms() {
+        let t = target();
+        conformance::run_all(t.provider.clone(), &t.runtime, &t.base).await;
+        let left = t.leftovers(&[]).await;
+        assert!(left.is_empty(), "the suite left these behind: {left:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn survives_faults() {
+        let t = target();
+        let tags = conformance::faults::run_all(t.provider.clone(), &t.runtime, &t.base).await;
+        let left = t.leftovers(&tags).await;
+        assert!(left.is_empty(), "the fault tests left these behind: {left:?}");
+    }
+}
+
 #[test]
 fn every_registered_provider_is_under_test() {
     let missing: Vec<&str> = registry::names().into_iter().filter(|n| !UNDER_TEST.contains(n)).collect();

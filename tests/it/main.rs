@@ -33,4 +33,5 @@ mod secrets;
 mod sessions;
 mod ui;
 mod ssh;
+mod ssh_hosts;
 mod vercel;

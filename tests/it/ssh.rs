@@ -120,18 +120,40 @@ async fn a_dropped_connection_is_dialled_again_and_the_runtime_kept_running() {
 
 /// `sbx` with a home of its own pointed at the server.
 fn sbx(server: &SshServer, state: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(bin("sbx"))
-        .args(args)
+    sbx_command(server, state, args).stdin(Stdio::null()).output().expect("sbx")
+}
+
+/// `sbx` as [`sbx`] does, with `input` on its stdin.
+fn sbx_with_input(server: &SshServer, state: &std::path::Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = sbx_command(server, state, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("sbx");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), input).expect("write stdin");
+    drop(child.stdin.take());
+    child.wait_with_output().expect("sbx")
+}
+
+fn sbx_command(server: &SshServer, state: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("sbx"));
+    c.args(args)
         .env("HOME", server.home.path())
         .env("XDG_STATE_HOME", state)
         .env("XDG_CONFIG_HOME", state.join("config"))
         .env("SBX_RUNTIME", sbx_tests::static_runtime())
         .env("SBX_SSH_HOST", server.dest())
+        .env("NO_COLOR", "1")
         .env_remove("SSH_AUTH_SOCK")
         .env_remove("SBX_PROVIDER")
-        .stdin(Stdio::null())
-        .output()
-        .expect("sbx")
+        .env_remove("SBX_SSH_ISOLATION");
+    c
+}
+
+/// A mock-agent turn and a shell on the sandbox's terminal (a PTY in the runtime), from the CLI.
+fn session_and_shell(server: &SshServer, state: &std::path::Path, name: &str) {
+    let out = ok(sbx(server, state, &["prompt", name, "echo from the mock agent", "--agent", "mock"]));
+    assert_eq!(text(&out.stdout), "from the mock agent\n");
+    // `/bin/sh` named: fish (this user's shell) asks the terminal questions that only a real one answers.
+    let out = sbx_with_input(server, state, &["shell", name, "--", "/bin/sh"], b"echo tty=$(test -t 0 && echo yes) sum=$((6*7))\nexit 5\n");
+    assert!(text(&out.stdout).contains("tty=yes sum=42"), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(5), "the shell's exit code: {}", text(&out.stderr));
 }
 
 fn ok(out: Output) -> Output {
@@ -170,6 +192,7 @@ async fn up_exec_cp_down_through_the_cli_on_fish_and_noexec_tmp() {
     let back = s.join("back.bin");
     ok(sbx(&server, s, &["cp", "box:data.bin", back.to_str().unwrap()]));
     assert!(std::fs::read(&back).unwrap() == data, "cp round trip differs");
+    session_and_shell(&server, s, "box");
 
     // A second sandbox on the same host reuses the uploaded runtime (same file, not uploaded again).
     let bin_before = text(&server.sh("ls -i ~/.sbx/bin").stdout);
@@ -221,6 +244,87 @@ async fn where_forwarding_is_forbidden_http_goes_over_exec_channels() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     client.write_bytes("f.bin", data.clone(), Default::default()).await.expect("write over the exec channel");
     assert!(client.read_bytes("f.bin").await.expect("read")[..] == data[..], "bytes differ");
+    lc.teardown(&ready.sandbox.id).await.expect("teardown");
+    assert!(server.leftovers().is_empty(), "left on the server: {:?}", server.leftovers());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_docker_makes_a_container_of_the_hosts_engine() {
+    let server = SshServer::start_docker_host();
+    server.trust();
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    let label = format!("test.ssh-docker={}", sbx_providers::random_hex(4));
+    let out = ok(sbx(&server, s, &["up", "--provider", "ssh", "--isolation", "docker", "--name", "boxed", "--label", &label, "--json"]));
+    let up: serde_json::Value = serde_json::from_slice(&out.stdout).expect("up --json");
+    let id = up["id"].as_str().expect("an id").to_owned();
+    assert!(id.starts_with(&format!("{}/docker/", server.dest())), "{id}");
+
+    // The sandbox is a container on the host's engine (here the same engine as this machine's).
+    let found = Command::new("docker").args(["ps", "-q", "--filter", &format!("label={label}")]).output().expect("docker ps");
+    assert_eq!(text(&found.stdout).lines().count(), 1, "one container with the label");
+    let out = sbx(&server, s, &["exec", "boxed", "--", "sh", "-c", "test -f /.dockerenv && echo in-a-container; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "in-a-container\n");
+    // Nothing of the sandbox on the host's file system: it is all in the container.
+    assert!(server.leftovers().is_empty(), "directory sandboxes on the host: {:?}", server.leftovers());
+
+    let local = s.join("data.bin");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(&local, &data).unwrap();
+    ok(sbx(&server, s, &["cp", local.to_str().unwrap(), "boxed:data.bin"]));
+    let back = s.join("back.bin");
+    ok(sbx(&server, s, &["cp", "boxed:data.bin", back.to_str().unwrap()]));
+    assert!(std::fs::read(&back).unwrap() == data, "cp round trip differs");
+    session_and_shell(&server, s, "boxed");
+    let ls = text(&ok(sbx(&server, s, &["ls", "--json"])).stdout);
+    assert!(ls.contains("\"boxed\"") && ls.contains(&id), "{ls}");
+
+    ok(sbx(&server, s, &["down", "boxed"]));
+    let found = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label={label}")]).output().expect("docker ps");
+    assert!(text(&found.stdout).trim().is_empty(), "the container is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_goes_on_across_a_dropped_connection_with_no_event_lost() {
+    use futures::StreamExt;
+    use sbx_agent::api::session::{CreateSessionRequest, EventData, PermissionPolicy};
+    let server = SshServer::start(&[]);
+    server.trust();
+    let provider = Arc::new(provider(&server, server.opts()));
+    let lc = Lifecycle::new(provider.clone()).with_runtime(sbx_tests::static_runtime()).keep_on_failure(false);
+    let ready = lc.up(&SandboxSpec::named("midturn")).await.expect("up");
+    let client = ready.runtime.client().expect("client");
+    let req = CreateSessionRequest { agent: "mock".into(), permission_policy: PermissionPolicy::AllowAll, ..Default::default() };
+    let s = client.create_session(&req).await.expect("session");
+    client.send_message(&s.id, "stream 300\nsleep 1500\nstream 300\necho the end", false).await.expect("send");
+
+    // Follow the turn; cut every SSH connection once some events arrived, while the agent sleeps.
+    let mut follow = client.follow_events(&s.id, 0).await.expect("follow");
+    let mut seen = Vec::new();
+    let mut cut = false;
+    let followed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(ev) = follow.next().await {
+            let ev = ev.expect("event (the follower resumes after the drop)");
+            let done = matches!(ev.body, EventData::TurnCompleted(_));
+            seen.push(ev);
+            if !cut && seen.len() >= 100 {
+                server.drop_connections();
+                cut = true;
+            }
+            if done {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(followed.is_ok() && cut, "the turn did not complete after the drop: {:?}", sbx_tests::sessions::types(&seen));
+    sbx_tests::sessions::assert_gapless(&seen);
+    // The same events the runtime's journal holds, and the answer after the drop is there.
+    let all = sbx_tests::sessions::all_events(&client, &s.id).await;
+    assert!(all.len() >= seen.len() && all[..seen.len()].iter().zip(&seen).all(|(a, b)| a.sequence == b.sequence), "the journal and the stream differ");
+    let text: String = seen.iter().map(|e| serde_json::to_string(&e.body).unwrap_or_default()).collect();
+    assert!(text.contains("the end"), "the turn's last answer arrived");
     lc.teardown(&ready.sandbox.id).await.expect("teardown");
     assert!(server.leftovers().is_empty(), "left on the server: {:?}", server.leftovers());
 }

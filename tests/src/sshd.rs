@@ -37,6 +37,11 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// A port of 127.0.0.1 that nothing listens on just now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).trim().to_owned()
 }
@@ -44,31 +49,52 @@ fn text(b: &[u8]) -> String {
 impl SshServer {
     /// Starts a server; `sshd_opts` go to sshd as `-o` options (e.g. `AllowTcpForwarding=no`).
     pub fn start(sshd_opts: &[&str]) -> Self {
+        Self::start_with(sshd_opts, false, None)
+    }
+
+    /// Starts a server on the Docker network `network` under the container name `name`, which only
+    /// that network's members can resolve (a host behind a jump host).
+    pub fn start_on_network(network: &str, name: &str) -> Self {
+        Self::start_with(&[], false, Some((network, name)))
+    }
+
+    /// Starts a server that is also a Docker host, as a build box with Docker is: it shares this
+    /// machine's network (so a port Docker publishes on `127.0.0.1` is on the server's loopback too)
+    /// and the engine's socket, which its user `sbx` may use (a member of the socket's group). sshd
+    /// listens on a free port of 127.0.0.1.
+    pub fn start_docker_host() -> Self {
+        Self::start_with(&[], true, None)
+    }
+
+    fn start_with(sshd_opts: &[&str], docker_host: bool, network: Option<(&str, &str)>) -> Self {
         let image = image();
-        let mut sshd = String::from("ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -D -e");
+        let port = if docker_host { free_port() } else { 22 };
+        let mut sshd = String::new();
+        if docker_host {
+            sshd.push_str("g=$(stat -c %g /var/run/docker.sock) && groupadd -o -g \"$g\" hostdocker && usermod -aG hostdocker sbx && ");
+        }
+        sshd.push_str(&format!("ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -D -e -o Port={port}"));
         for o in sshd_opts {
             sshd.push_str(&format!(" -o {o}"));
         }
-        let out = run(Command::new("docker").args([
-            "run",
-            "-d",
-            "--init",
-            "--label",
-            LABEL,
-            "--tmpfs",
-            "/tmp:rw,noexec,nosuid,size=64m",
-            "-p",
-            "127.0.0.1::22",
-            &image,
-            "/bin/sh",
-            "-c",
-            &sshd,
-        ]));
-        let container = text(&out.stdout);
+        let mut docker = Command::new("docker");
+        docker.args(["run", "-d", "--init", "--label", LABEL, "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m"]);
+        if let Some((net, name)) = network {
+            docker.args(["--network", net, "--name", name]);
+        }
+        if docker_host {
+            docker.args(["--network", "host", "-v", "/var/run/docker.sock:/var/run/docker.sock"]);
+            docker.args([&image, "/bin/sh", "-c"]).arg(format!("{sshd} -o ListenAddress=127.0.0.1"));
+        } else {
+            docker.args(["-p", "127.0.0.1::22", &image, "/bin/sh", "-c", &sshd]);
+        }
+        let container = text(&run(&mut docker).stdout);
         let home = tempfile::tempdir().expect("tempdir");
-        let mut server = Self { container, port: 0, home };
-        let port = text(&run(Command::new("docker").args(["port", &server.container, "22/tcp"])).stdout);
-        server.port = port.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.parse().ok()).expect("published port");
+        let mut server = Self { container, port, home };
+        if !docker_host {
+            let port = text(&run(Command::new("docker").args(["port", &server.container, "22/tcp"])).stdout);
+            server.port = port.lines().next().and_then(|l| l.rsplit(':').next()).and_then(|p| p.parse().ok()).expect("published port");
+        }
         let ssh = server.home.path().join(".ssh");
         std::fs::create_dir_all(&ssh).expect("mkdir .ssh");
         run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "sbx-test", "-f"]).arg(ssh.join("id_ed25519")));
@@ -129,6 +155,18 @@ impl SshServer {
             .map(|l| {
                 let mut f = l.split_whitespace();
                 format!("[127.0.0.1]:{} {} {}\n", self.port, f.next().unwrap_or_default(), f.next().unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// The server's host keys as known_hosts lines for `host` on port 22 (a name on its network).
+    pub fn host_key_lines_as(&self, host: &str) -> String {
+        let out = run(Command::new("docker").args(["exec", &self.container, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]));
+        text(&out.stdout)
+            .lines()
+            .map(|l| {
+                let mut f = l.split_whitespace();
+                format!("{host} {} {}\n", f.next().unwrap_or_default(), f.next().unwrap_or_default())
             })
             .collect()
     }

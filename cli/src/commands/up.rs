@@ -68,6 +68,11 @@ pub struct UpArgs {
     /// use; a changed key is refused all the same). SBX_SSH_ACCEPT_NEW=1 does the same.
     #[arg(long, help_heading = "SSH")]
     pub accept_new: bool,
+    /// `--provider ssh`: `docker` makes the sandbox a container of the host's Docker engine, reached
+    /// through the same SSH connection (the SSH user must be allowed to use Docker there); `none`
+    /// (default) makes it a directory of the SSH user's. SBX_SSH_ISOLATION does the same.
+    #[arg(long, value_name = "KIND", value_parser = ["docker", "none"], help_heading = "SSH")]
+    pub isolation: Option<String>,
     /// Take over an existing sandbox of --provider by its id instead of making one: resume it if it is
     /// paused, start the runtime in it, and record it under --name (default: its sbx name).
     #[arg(long, value_name = "ID", conflicts_with_all = ["image", "env", "env_file", "cpus", "memory", "ports", "labels", "ttl"])]
@@ -215,11 +220,12 @@ fn plan(a: &UpArgs, name: String) -> Result<Plan> {
 
 /// Runs `sbx up`.
 pub async fn run(ctx: &Ctx, a: UpArgs) -> Result<Exit> {
-    if a.host.is_some() || a.accept_new {
+    if a.host.is_some() || a.accept_new || a.isolation.is_some() {
         if a.provider != sbx_providers::registry::SSH.name {
-            return Err(usage("--host and --accept-new are for --provider ssh"));
+            return Err(usage("--host, --accept-new and --isolation are for --provider ssh"));
         }
-        provision::set_ssh_flags(a.host.clone(), a.accept_new);
+        let isolation = a.isolation.as_deref().map(str::parse).transpose().map_err(|e: sbx_providers::Error| usage(e.to_string()))?;
+        provision::set_ssh_flags(provision::SshFlags { host: a.host.clone(), accept_new: a.accept_new, isolation });
     }
     if let Some(id) = a.resume.clone() {
         let info = provision::info(&a.provider)?;

@@ -27,8 +27,12 @@ pub struct RunConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
-    /// `local`, `docker`, `e2b`, `daytona`, `vercel` or `modal`.
+    /// `local`, `docker`, `e2b`, `daytona`, `vercel`, `modal` or `ssh`.
     pub provider: Option<ProviderName>,
+    /// For `provider: ssh`: the hosts the tasks spread over, each `me@box` (or a `~/.ssh/config`
+    /// alias) or `{host: me@box, concurrency: 2}`; a task goes to the least busy host with a free slot.
+    #[serde(default)]
+    pub hosts: Vec<super::hosts::HostEntry>,
     /// Image or template.
     pub image: Option<String>,
     /// CPU limit in cores.
@@ -277,6 +281,11 @@ fn check(path: &Path, text: &str, c: &RunConfig) -> Result<(), ConfigError> {
     }
     if c.tasks.is_empty() {
         return Err(err("tasks".into(), Some("tasks:"), "no tasks: add at least one under `tasks:`".into()));
+    }
+    for (i, h) in c.defaults.hosts.iter().enumerate() {
+        if let Some(problem) = h.problem() {
+            return Err(err(format!("defaults.hosts[{i}]"), Some("hosts:"), problem));
+        }
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, t) in c.tasks.iter().enumerate() {

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod config;
 pub mod diff;
+pub mod hosts;
 pub mod html;
 pub mod plan;
 pub mod report;
@@ -172,6 +173,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<Exit> {
         diff_inline_limit: cfg.defaults.diff_inline_limit.map(values::Size::bytes).unwrap_or(diff::DEFAULT_INLINE_LIMIT),
         cancel: cancel.clone(),
         progress: &progress,
+        hosts: hosts::HostPool::new(&cfg.defaults.hosts),
     };
     let started = Instant::now();
     let started_at = crate::state::now_secs();

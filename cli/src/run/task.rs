@@ -69,6 +69,9 @@ pub struct TaskResult {
     pub kept: bool,
     /// Where the agent came from and how long that took (also the `agent_install` phase).
     pub agent_install: Option<crate::agents_setup::InstallReport>,
+    /// The SSH host it ran on (`hosts:` of an ssh run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One phase of a task: `create`, `runtime_upload`, `start`, `healthy` (from the lifecycle, as
@@ -109,6 +112,8 @@ pub struct TaskEnv<'a> {
     pub diff_inline_limit: u64,
     pub cancel: CancellationToken,
     pub progress: &'a dyn Fn(&str, &str),
+    /// `hosts:` of the file, for `provider: ssh` tasks.
+    pub hosts: Option<super::hosts::HostPool>,
 }
 
 /// Runs a task with its retries; never fails (failures are in the result). `index` is the task's
@@ -142,6 +147,17 @@ pub async fn run(env: &TaskEnv<'_>, task: &PlannedTask, index: usize) -> TaskRes
 }
 
 async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usize, attempt: u32) -> TaskResult {
+    // An ssh task waits for a host with a free slot before its clock starts; the lease is given back
+    // when this attempt's sandbox is down.
+    let lease = match &env.hosts {
+        Some(pool) if task.provider == sbx_providers::registry::SSH.name => {
+            tokio::select! {
+                l = pool.acquire() => Some(l),
+                _ = env.cancel.cancelled() => None,
+            }
+        }
+        _ => None,
+    };
     let started = Instant::now();
     for f in ATTEMPT_FILES {
         let _ = std::fs::remove_file(dir.join(f));
@@ -167,6 +183,7 @@ async fn run_once(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, index: usiz
         diff: None,
         kept: false,
         agent_install: None,
+        host: lease.as_ref().map(|l| l.host.clone()),
     };
     let name = sandbox_name(env.run_id, index, &task.name, attempt);
     r.sandbox = Some(name.clone());
@@ -292,7 +309,10 @@ async fn steps(env: &TaskEnv<'_>, task: &PlannedTask, dir: &Path, name: &str, r:
     (env.progress)(&task.name, "up");
     // The lifecycle's phases (create, runtime_upload, start, healthy) become the task's first ones,
     // also when Ctrl-C or the timeout cuts them short (the one running then is `interrupted`).
-    let plan = up_plan(task, name, env)?;
+    let mut plan = up_plan(task, name, env)?;
+    if let Some(host) = &r.host {
+        plan.ssh = Some(crate::provision::SshFlags { host: Some(host.clone()), ..Default::default() });
+    }
     let recorder = sbx_providers::lifecycle::PhaseRecorder::default();
     let opts = crate::provision::UpOptions { phases: recorder.clone(), ..Default::default() };
     let up = tokio::select! {

@@ -186,6 +186,14 @@ impl DockerProvider {
         })
     }
 
+    /// Treats the engine as another machine's even though its socket is local (a socket forwarded
+    /// from an SSH host): nothing of this machine is bind-mounted; the runtime goes in through the
+    /// archive API.
+    pub fn remote_engine(mut self) -> Self {
+        self.local_engine = false;
+        self
+    }
+
     /// Uses `image` when a spec names none.
     pub fn with_image(mut self, image: impl Into<String>) -> Self {
         self.image = image.into();

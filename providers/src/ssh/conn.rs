@@ -282,6 +282,39 @@ impl Conn {
         unreachable!("the loop returns")
     }
 
+    /// Opens a `direct-streamlocal` channel to the Unix socket `path` on the host (its Docker engine,
+    /// for `--isolation docker`), reconnecting once when the connection had dropped. A server that
+    /// forbids it (`AllowStreamLocalForwarding no`) or has nothing listening there is an error that
+    /// says which.
+    pub async fn direct_streamlocal(&self, path: &str) -> Result<russh::Channel<client::Msg>> {
+        for attempt in 0..2 {
+            let live = self.live().await?;
+            match live.handle.channel_open_direct_streamlocal(path).await {
+                Ok(ch) => return Ok(ch),
+                Err(russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::AdministrativelyProhibited)) => {
+                    return Err(unavailable(
+                        &self.target,
+                        format!("the server forbids forwarding to Unix sockets (AllowStreamLocalForwarding no), so {path} cannot be reached"),
+                    ));
+                }
+                Err(e) if attempt == 0 && live.handle.is_closed() => {
+                    tracing::info!(error = %e, "ssh connection dropped; connecting again");
+                    self.reset().await;
+                }
+                Err(e) => return Err(unavailable(&self.target, format!("forwarding to {path}: {e}"))),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Opens a `direct-tcpip` channel to `127.0.0.1:port` on the host with no fallback (a port that
+    /// Docker published there, for `--isolation docker`).
+    pub async fn direct_tcpip_only(&self, port: u16) -> Result<russh::Channel<client::Msg>> {
+        self.direct_tcpip(port).await?.ok_or_else(|| {
+            unavailable(&self.target, format!("the server forbids TCP forwarding (AllowTcpForwarding no), so port {port} on its loopback cannot be reached"))
+        })
+    }
+
     /// A session channel, reconnecting once when the connection had dropped.
     async fn open_session(&self) -> Result<russh::Channel<client::Msg>> {
         for attempt in 0..2 {

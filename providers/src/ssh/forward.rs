@@ -1,6 +1,7 @@
 //! The host end of the runtime's HTTP: a Unix socket in a private directory on this machine, each
 //! connection to it carried over the one SSH connection as a `direct-tcpip` channel to the runtime on
-//! the host's loopback. It lives as long as this process (the runtime client outlives the provider);
+//! the host's loopback (or, for `--isolation docker`, to a port Docker published there, or as a
+//! `direct-streamlocal` channel to the host's Docker engine). It lives as long as this process (the runtime client outlives the provider);
 //! a later `sbx` process finds the socket dead and asks the provider for a new one.
 //!
 //! Where the server forbids forwarding (`AllowTcpForwarding no`), each connection instead runs
@@ -21,40 +22,63 @@ fn socket_dir() -> PathBuf {
     }
 }
 
-/// Starts a forwarder for sandbox `id` whose runtime listens on `port` (`binary` is the runtime on the
-/// host, for the exec-channel fallback, and `sandbox_dir` the sandbox's directory there), returning its
-/// socket path.
-pub fn start(conn: Arc<Conn>, id: &str, port: u16, binary: String, sandbox_dir: String) -> Result<PathBuf> {
+/// What a forwarder's connections go to on the host.
+#[derive(Debug, Clone)]
+pub enum Remote {
+    /// A sandbox's runtime on the host's loopback `port`; where TCP forwarding is forbidden, through
+    /// `binary connect` run in `sandbox_dir` (the runtime on the host and the sandbox's directory).
+    Runtime { port: u16, binary: String, sandbox_dir: String },
+    /// A TCP port on the host's loopback (one Docker published), with no fallback.
+    Port(u16),
+    /// A Unix socket on the host (its Docker engine).
+    Socket(String),
+}
+
+/// Starts a forwarder named by `key` (a sandbox and port, a host's engine) to `remote`, returning
+/// its socket path.
+pub fn start(conn: Arc<Conn>, key: &str, remote: Remote) -> Result<PathBuf> {
     let dir = socket_dir();
     private_dir(&dir).map_err(|e| Error::io("the directory for SSH forwarding sockets", e))?;
     sweep(&dir);
-    let path = dir.join(format!("{}-{}.sock", std::process::id(), short_hash(id)));
+    let path = dir.join(format!("{}-{}.sock", std::process::id(), short_hash(key)));
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path).map_err(|e| Error::io(format!("listen on {}", path.display()), e))?;
+    let remote = Arc::new(remote);
     tokio::spawn(async move {
         loop {
-            let Ok((mut local, _)) = listener.accept().await else { break };
-            let conn = conn.clone();
-            // Run inside the sandbox's directory: `sbx down` ends every process working there, so a
-            // relay an idle pooled connection still holds open does not outlive the sandbox.
-            let relay = format!("cd {} && exec {} connect --port {port}", super::q(&sandbox_dir), super::q(&binary));
-            tokio::spawn(async move {
-                let piped = match conn.direct_tcpip(port).await {
-                    Ok(Some(ch)) => {
-                        let mut remote = ch.into_stream();
-                        let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
-                        Ok(())
-                    }
-                    Ok(None) => conn.pipe(&relay, local).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = piped {
-                    tracing::warn!(error = %e, "ssh: cannot reach the runtime");
-                }
-            });
+            let Ok((local, _)) = listener.accept().await else { break };
+            tokio::spawn(relay(conn.clone(), remote.clone(), local));
         }
     });
     Ok(path)
+}
+
+/// Carries one local connection to `remote` until either side ends.
+async fn relay(conn: Arc<Conn>, remote: Arc<Remote>, mut local: tokio::net::UnixStream) {
+    let channel = match &*remote {
+        Remote::Runtime { port, binary, sandbox_dir } => match conn.direct_tcpip(*port).await {
+            Ok(Some(ch)) => Ok(ch),
+            Ok(None) => {
+                // Run inside the sandbox's directory: `sbx down` ends every process working there, so
+                // a relay an idle pooled connection still holds open does not outlive the sandbox.
+                let relay = format!("cd {} && exec {} connect --port {port}", super::q(sandbox_dir), super::q(binary));
+                if let Err(e) = conn.pipe(&relay, local).await {
+                    tracing::warn!(error = %e, "ssh: cannot reach the runtime");
+                }
+                return;
+            }
+            Err(e) => Err(e),
+        },
+        Remote::Port(port) => conn.direct_tcpip_only(*port).await,
+        Remote::Socket(path) => conn.direct_streamlocal(path).await,
+    };
+    match channel {
+        Ok(ch) => {
+            let mut remote = ch.into_stream();
+            let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "ssh: cannot forward"),
+    }
 }
 
 /// Removes sockets of processes that are gone (`<pid>-<hash>.sock`).

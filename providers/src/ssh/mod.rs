@@ -21,6 +21,7 @@
 //! reach a sandbox from its id alone.
 
 pub mod conn;
+pub mod docker;
 pub mod forward;
 pub mod known_hosts;
 mod upload;
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 pub use conn::{Conn, SshOptions};
+pub use docker::Isolation;
 
 use crate::bootstrap::RuntimeLayout;
 use crate::{
@@ -43,6 +45,9 @@ const NAME: &str = "ssh";
 /// Env var: the host(s) to use, `[user@]host[:port]` or a `~/.ssh/config` alias; comma-separated,
 /// the first is where `sbx up` makes sandboxes, all are listed by `sbx ls`/`sbx gc`.
 pub const ENV_HOST: &str = "SBX_SSH_HOST";
+/// Env var: `docker` makes new sandboxes containers of the host's Docker engine (as
+/// `--isolation docker`); `none` (default) makes them directories.
+pub const ENV_ISOLATION: &str = "SBX_SSH_ISOLATION";
 /// Env var: `1` learns unknown host keys (as `--accept-new`).
 pub const ENV_ACCEPT_NEW: &str = "SBX_SSH_ACCEPT_NEW";
 /// Env var: the directory on the host that holds sbx's files (default `.sbx`, relative to the home).
@@ -99,6 +104,11 @@ pub struct SshProvider {
     runtime_tag: std::sync::OnceLock<String>,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     forwards: Mutex<HashMap<(String, u16), PathBuf>>,
+    isolation: Isolation,
+    /// Hosts whose Docker engine `list` also asks (those of `--isolation docker` sandboxes).
+    docker_hosts: Vec<String>,
+    /// Per host, the Docker provider driving its engine through a forwarded socket.
+    engines: tokio::sync::Mutex<HashMap<String, Arc<crate::docker::DockerProvider>>>,
 }
 
 impl SshProvider {
@@ -113,7 +123,34 @@ impl SshProvider {
             runtime_tag: std::sync::OnceLock::new(),
             conns: Mutex::new(HashMap::new()),
             forwards: Mutex::new(HashMap::new()),
+            isolation: Isolation::Directory,
+            docker_hosts: Vec::new(),
+            engines: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where new sandboxes live on the host: a directory (default) or a container of its Docker engine.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        if isolation == Isolation::Docker {
+            let hosts = self.hosts.clone();
+            self.also_list_containers(hosts)
+        } else {
+            self
+        }
+    }
+
+    /// Adds hosts whose Docker engine `list` asks for `--isolation docker` sandboxes.
+    pub fn also_list_containers(mut self, dests: impl IntoIterator<Item = String>) -> Self {
+        for d in dests {
+            if !self.docker_hosts.contains(&d) {
+                self.docker_hosts.push(d.clone());
+            }
+            if !self.hosts.contains(&d) {
+                self.hosts.push(d);
+            }
+        }
+        self
     }
 
     /// From the environment: [`ENV_HOST`], [`ENV_DIR`], and [`SshOptions::from_env`].
@@ -123,6 +160,11 @@ impl SshProvider {
         let mut p = Self::new(hosts, SshOptions::from_env());
         if let Some(d) = std::env::var(ENV_DIR).ok().filter(|d| !d.is_empty()) {
             p.remote_dir = d;
+        }
+        match std::env::var(ENV_ISOLATION).ok().filter(|v| !v.is_empty()).map(|v| (v.parse::<Isolation>(), v)) {
+            Some((Ok(i), _)) => p = p.with_isolation(i),
+            Some((Err(_), v)) => tracing::warn!("{ENV_ISOLATION}={v} is not `docker` or `none`; sandboxes are directories"),
+            None => {}
         }
         match std::env::var(ENV_IDLE_TIMEOUT).ok().filter(|v| !v.is_empty()).map(|v| (parse_secs(&v), v)) {
             Some((Some(secs), _)) => p.idle_timeout = std::time::Duration::from_secs(secs),
@@ -173,7 +215,10 @@ impl SshProvider {
     pub fn with_host(mut self, dest: impl Into<String>) -> Self {
         let dest = dest.into();
         self.hosts.retain(|h| h != &dest);
-        self.hosts.insert(0, dest);
+        self.hosts.insert(0, dest.clone());
+        if self.isolation == Isolation::Docker && !self.docker_hosts.contains(&dest) {
+            self.docker_hosts.push(dest);
+        }
         self
     }
 
@@ -314,10 +359,23 @@ impl Provider for SshProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        crate::registry::SSH.capabilities
+        let mut caps = crate::registry::SSH.capabilities;
+        if self.isolation == Isolation::Docker {
+            // A container of the host's engine: paused, limited and isolated as Docker's are.
+            caps.pause = true;
+            caps.isolated = true;
+            caps.resource_limits = true;
+        }
+        caps
     }
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox> {
+        if self.isolation == Isolation::Docker {
+            let dest = self.hosts.first().ok_or_else(|| Error::InvalidSpec(format!("no SSH host: pass --host [user@]host[:port] or set {ENV_HOST}")))?;
+            let mut spec = spec.clone();
+            spec.labels.insert(docker::VIA_LABEL.into(), "docker".into());
+            return Ok(docker::wrap(dest, self.engine(dest).await?.create(&spec).await?));
+        }
         if spec.network == crate::Network::None {
             return Err(Error::Unsupported { op: "--network none (processes run on the host as the SSH user)", provider: NAME });
         }
@@ -376,6 +434,9 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
     }
 
     async fn get(&self, id: &str) -> Result<Option<Sandbox>> {
+        if let Some((dest, c)) = docker::split(id) {
+            return Ok(self.engine(dest).await?.get(c).await?.map(|sb| docker::wrap(dest, sb)));
+        }
         Ok(self.read_meta(id).await?.map(|mut m| {
             if let Some((dest, _)) = split_id(id) {
                 m.dest = dest.to_owned();
@@ -389,6 +450,9 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
         for dest in &self.hosts {
             all.extend(self.list_host(dest, labels).await?);
         }
+        for dest in &self.docker_hosts {
+            all.extend(self.list_containers(dest, labels).await?);
+        }
         all.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(all)
     }
@@ -396,6 +460,9 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
     async fn exec(&self, id: &str, cmd: &ExecSpec) -> Result<ExecOutput> {
         if cmd.argv.is_empty() {
             return Err(Error::InvalidSpec("empty command".into()));
+        }
+        if let Some((dest, c)) = docker::split(id) {
+            return self.engine(dest).await?.exec(c, cmd).await;
         }
         let (conn, dir, _) = self.require(id).await?;
         let mut script = format!("{}\n. {d}/env.sh\nexport XDG_STATE_HOME={d}/state TMPDIR={d}/tmp\n", must_exist(&dir), d = q(&dir));
@@ -416,11 +483,17 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
     }
 
     async fn upload(&self, id: &str, archive: ByteStream, dest: &str) -> Result<()> {
+        if let Some((host, c)) = docker::split(id) {
+            return self.engine(host).await?.upload(c, archive, dest).await;
+        }
         let (conn, dir, _) = self.require(id).await?;
         upload::upload(&conn, id, &dir, archive, dest).await
     }
 
     async fn endpoint(&self, id: &str, port: u16) -> Result<Endpoint> {
+        if let Some((dest, c)) = docker::split(id) {
+            return self.container_endpoint(id, dest, c, port).await;
+        }
         let meta = self.read_meta(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?;
         let port = if port == sbx_agent::DEFAULT_PORT { meta.runtime_port } else { port };
         let key = (id.to_owned(), port);
@@ -430,20 +503,37 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
         let (dest, _) = split_id(id).expect("read_meta found it");
         let binary = self.runtime_layout(id).await?.binary_path;
         let (_, dir, _) = self.require(id).await?;
-        let path = forward::start(self.conn(dest)?, &format!("{id}:{port}"), port, binary, dir)?;
+        let path = forward::start(self.conn(dest)?, &format!("{id}:{port}"), forward::Remote::Runtime { port, binary, sandbox_dir: dir })?;
         self.forwards.lock().expect("lock").insert(key, path.clone());
         Ok(Endpoint { transport: Transport::Unix { path }, headers: Vec::new() })
     }
 
-    async fn pause(&self, _id: &str) -> Result<()> {
-        Err(Error::Unsupported { op: "pause", provider: NAME })
+    async fn pause(&self, id: &str) -> Result<()> {
+        match docker::split(id) {
+            Some((dest, c)) => self.engine(dest).await?.pause(c).await,
+            None => match self.read_meta(id).await? {
+                Some(_) => Err(Error::Unsupported { op: "pause (a directory sandbox; --isolation docker ones pause)", provider: NAME }),
+                None => Err(Error::NotFound { sandbox: id.to_owned() }),
+            },
+        }
     }
 
-    async fn resume(&self, _id: &str) -> Result<()> {
-        Err(Error::Unsupported { op: "resume", provider: NAME })
+    async fn resume(&self, id: &str) -> Result<()> {
+        match docker::split(id) {
+            Some((dest, c)) => self.engine(dest).await?.resume(c).await,
+            None => match self.read_meta(id).await? {
+                Some(_) => Err(Error::Unsupported { op: "resume", provider: NAME }),
+                None => Err(Error::NotFound { sandbox: id.to_owned() }),
+            },
+        }
     }
 
     async fn destroy(&self, id: &str) -> Result<()> {
+        if let Some((dest, c)) = docker::split(id) {
+            self.engine(dest).await?.destroy(c).await?;
+            self.forwards.lock().expect("lock").retain(|(i, _), _| i != id);
+            return Ok(());
+        }
         let Some((conn, dir, _)) = self.locate(id).await? else { return Ok(()) };
         // The runtime ends its processes on SIGTERM; anything else still working in the directory (a
         // process that left the runtime's group) is ended by its cwd. Only our own processes are
@@ -480,6 +570,9 @@ rm -rf "$d" || {{ sleep 0.5; rm -rf "$d"; }}"#,
     }
 
     async fn runtime_layout(&self, id: &str) -> Result<RuntimeLayout> {
+        if let Some((dest, c)) = docker::split(id) {
+            return self.engine(dest).await?.runtime_layout(c).await;
+        }
         let (_, dir, base) = self.require(id).await?;
         let meta = self.read_meta(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?;
         Ok(RuntimeLayout {
