@@ -66,6 +66,10 @@ fn main() {
     let runtime = sbx_tests::static_runtime();
     let server = SshServer::start(&[]);
     server.trust();
+    // OpenSSH's scp (SFTP) fails when the login shell prints anything ("Received message too long"),
+    // as the test user's fish greeting does; sbx does not mind it. The baseline needs a quiet shell.
+    let quiet = server.sh("rm -f ~/.config/fish/config.fish");
+    assert!(quiet.status.success());
     let state = tempfile::tempdir().expect("tempdir");
     let sbx_cmd = |args: &[&str]| {
         let mut c = Command::new(&sbx);

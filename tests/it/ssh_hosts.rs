@@ -118,8 +118,9 @@ async fn sbx_run_spreads_tasks_over_the_hosts_within_each_hosts_cap() {
     }
     std::fs::write(d.join("sbx.yaml"), y).unwrap();
     let out = sbx(a.home.path(), d, &["run", "-f", "sbx.yaml"], &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let run = std::fs::read_dir(d.join("sbx-results")).unwrap().next().unwrap().unwrap().path();
+    let messages: Vec<String> = (0..5).map(|i| std::fs::read_to_string(run.join(format!("t{i}/task.json"))).unwrap_or_default()).collect();
+    assert!(out.status.success(), "{}\n{messages:#?}", text(&out.stderr));
     let mut on = std::collections::BTreeMap::<String, Vec<(u64, u64)>>::new();
     for i in 0..5 {
         let t: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join(format!("t{i}/task.json"))).unwrap()).unwrap();

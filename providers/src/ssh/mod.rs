@@ -211,6 +211,11 @@ impl SshProvider {
         })
     }
 
+    /// Where this build of the runtime is on a host whose sbx directory is `base`.
+    fn binary_path(&self, base: &str) -> String {
+        format!("{base}/bin/sbx-agent-{}", self.runtime_tag())
+    }
+
     /// Makes `dest` the host for new sandboxes (in front of the others).
     pub fn with_host(mut self, dest: impl Into<String>) -> Self {
         let dest = dest.into();
@@ -501,8 +506,9 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
             return Ok(Endpoint { transport: Transport::Unix { path: p.clone() }, headers: Vec::new() });
         }
         let (dest, _) = split_id(id).expect("read_meta found it");
-        let binary = self.runtime_layout(id).await?.binary_path;
-        let (_, dir, _) = self.require(id).await?;
+        // The layout from what is known already: each remote command costs a login shell's start.
+        let (_, dir, base) = self.require(id).await?;
+        let binary = self.binary_path(&base);
         let path = forward::start(self.conn(dest)?, &format!("{id}:{port}"), forward::Remote::Runtime { port, binary, sandbox_dir: dir })?;
         self.forwards.lock().expect("lock").insert(key, path.clone());
         Ok(Endpoint { transport: Transport::Unix { path }, headers: Vec::new() })
@@ -576,7 +582,7 @@ rm -rf "$d" || {{ sleep 0.5; rm -rf "$d"; }}"#,
         let (_, dir, base) = self.require(id).await?;
         let meta = self.read_meta(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?;
         Ok(RuntimeLayout {
-            binary_path: format!("{base}/bin/sbx-agent-{}", self.runtime_tag()),
+            binary_path: self.binary_path(&base),
             listen_host: "127.0.0.1".into(),
             port: meta.runtime_port,
             root: Some(format!("{dir}/workspace")),
