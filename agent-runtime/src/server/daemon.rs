@@ -139,7 +139,7 @@ fn start(args: ServerArgs) -> ExitCode {
         child_args.push(argv[i].clone());
         i += 1;
     }
-    let exe = match std::env::current_exe() {
+    let exe = match super::own_exe() {
         Ok(e) => e,
         Err(e) => {
             eprintln!("sbx-agent: cannot find own executable: {e}");

@@ -464,3 +464,16 @@ pub async fn serve(config: ServerConfig) -> std::io::Result<()> {
     server.wait().await;
     Ok(())
 }
+
+/// The path of this executable, for starting it again (`daemon start`) or naming it to others (the
+/// claude permission helper). When the file was replaced after this process started (a second
+/// `sbx up` on an SSH host renames the same build into place), the kernel reports the old path with
+/// ` (deleted)`: the same path now holds the same build (the name carries its hash), so that is used.
+pub fn own_exe() -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let replaced = exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")).map(std::path::PathBuf::from);
+    Ok(replaced.filter(|p| p.exists()).unwrap_or(exe))
+}

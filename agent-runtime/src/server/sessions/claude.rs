@@ -92,7 +92,7 @@ impl ClaudeDriver {
     fn spawn(&mut self) -> Result<(), AgentGone> {
         let me = match &self.settings.helper_exe {
             Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|e| AgentGone(format!("cannot find sbx-agent itself: {e}")))?,
+            None => crate::server::own_exe().map_err(|e| AgentGone(format!("cannot find sbx-agent itself: {e}")))?,
         };
         let mut servers = serde_json::Map::new();
         servers.insert(
