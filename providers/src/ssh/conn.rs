@@ -199,8 +199,10 @@ pub struct Live {
     handle: Handle<Checker>,
     /// The jump host's connection, kept open while this one lives.
     _jump: Option<Arc<Live>>,
-    /// The remote user's home directory.
-    pub home: String,
+    /// The remote user's home directory, asked of the host on first need (with its platform
+    /// checked): each remote command costs a login shell's start, and reaching a running sandbox's
+    /// runtime needs none.
+    home: tokio::sync::OnceCell<String>,
 }
 
 /// A connection to one destination, made (again) on demand.
@@ -249,6 +251,13 @@ impl Conn {
         let live = Arc::new(Box::pin(dial(&self.target, &self.opts, 0)).await?);
         *slot = Some(live.clone());
         Ok(live)
+    }
+
+    /// The remote user's home directory; the first call checks that the host runs `/bin/sh` on
+    /// Linux x86_64 (what the runtime is built for).
+    pub async fn home(&self) -> Result<String> {
+        let live = self.live().await?;
+        live.home.get_or_try_init(|| probe(&live, &self.target)).await.cloned()
     }
 
     /// Forgets the live connection (the next use dials again).
@@ -496,10 +505,11 @@ async fn dial(t: &Target, opts: &SshOptions, depth: usize) -> Result<Live> {
     let mut handle = tokio::time::timeout(opts.connect_timeout, connect)
         .await
         .map_err(|_| unavailable(t, format!("no answer within {} s", opts.connect_timeout.as_secs())))??;
-    authenticate(&mut handle, t, opts).await?;
-    let mut live = Live { handle, _jump: jump, home: String::new() };
-    live.home = probe(&live, t).await?;
-    Ok(live)
+    // A server that stalls while authenticating (overloaded, a PAM module waiting) must not hang sbx.
+    tokio::time::timeout(opts.connect_timeout, authenticate(&mut handle, t, opts))
+        .await
+        .map_err(|_| unavailable(t, format!("no answer to authentication within {} s", opts.connect_timeout.as_secs())))??;
+    Ok(Live { handle, _jump: jump, home: tokio::sync::OnceCell::new() })
 }
 
 /// The agent's keys, then each key file; the error lists everything tried.

@@ -22,12 +22,16 @@ fn socket_dir() -> PathBuf {
     }
 }
 
+/// The runtime's binary and the sandbox's directory on a host, from its user's home (asked of the
+/// host only when the fallback needs them).
+pub type Paths = Arc<dyn Fn(&str) -> (String, String) + Send + Sync>;
+
 /// What a forwarder's connections go to on the host.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Remote {
     /// A sandbox's runtime on the host's loopback `port`; where TCP forwarding is forbidden, through
-    /// `binary connect` run in `sandbox_dir` (the runtime on the host and the sandbox's directory).
-    Runtime { port: u16, binary: String, sandbox_dir: String },
+    /// `sbx-agent connect` run in the sandbox's directory (`paths`).
+    Runtime { port: u16, paths: Paths },
     /// A TCP port on the host's loopback (one Docker published), with no fallback.
     Port(u16),
     /// A Unix socket on the host (its Docker engine).
@@ -56,12 +60,19 @@ pub fn start(conn: Arc<Conn>, key: &str, remote: Remote) -> Result<PathBuf> {
 /// Carries one local connection to `remote` until either side ends.
 async fn relay(conn: Arc<Conn>, remote: Arc<Remote>, mut local: tokio::net::UnixStream) {
     let channel = match &*remote {
-        Remote::Runtime { port, binary, sandbox_dir } => match conn.direct_tcpip(*port).await {
+        Remote::Runtime { port, paths } => match conn.direct_tcpip(*port).await {
             Ok(Some(ch)) => Ok(ch),
             Ok(None) => {
+                let (binary, sandbox_dir) = match conn.home().await {
+                    Ok(home) => paths(&home),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ssh: cannot reach the runtime");
+                        return;
+                    }
+                };
                 // Run inside the sandbox's directory: `sbx down` ends every process working there, so
                 // a relay an idle pooled connection still holds open does not outlive the sandbox.
-                let relay = format!("cd {} && exec {} connect --port {port}", super::q(sandbox_dir), super::q(binary));
+                let relay = format!("cd {} && exec {} connect --port {port}", super::q(&sandbox_dir), super::q(&binary));
                 if let Err(e) = conn.pipe(&relay, local).await {
                     tracing::warn!(error = %e, "ssh: cannot reach the runtime");
                 }

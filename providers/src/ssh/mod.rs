@@ -213,7 +213,7 @@ impl SshProvider {
 
     /// Where this build of the runtime is on a host whose sbx directory is `base`.
     fn binary_path(&self, base: &str) -> String {
-        format!("{base}/bin/sbx-agent-{}", self.runtime_tag())
+        binary_in(base, self.runtime_tag())
     }
 
     /// Makes `dest` the host for new sandboxes (in front of the others).
@@ -255,20 +255,15 @@ impl SshProvider {
     }
 
     fn base(&self, home: &str) -> String {
-        if self.remote_dir.starts_with('/') {
-            self.remote_dir.trim_end_matches('/').to_owned()
-        } else {
-            format!("{}/{}", home.trim_end_matches('/'), self.remote_dir.trim_end_matches('/'))
-        }
+        base_dir(&self.remote_dir, home)
     }
 
     /// The sandbox's directory on its host, and the connection.
     async fn locate(&self, id: &str) -> Result<Option<(Arc<Conn>, String, String)>> {
         let Some((dest, name)) = split_id(id) else { return Ok(None) };
         let conn = self.conn(dest)?;
-        let live = conn.live().await?;
-        let base = self.base(&live.home);
-        Ok(Some((conn, format!("{base}/sandboxes/{name}"), base)))
+        let base = self.base(&conn.home().await?);
+        Ok(Some((conn, sandbox_dir(&base, name), base)))
     }
 
     async fn require(&self, id: &str) -> Result<(Arc<Conn>, String, String)> {
@@ -300,7 +295,7 @@ impl SshProvider {
 
     async fn list_host(&self, dest: &str, labels: &Labels) -> Result<Vec<Sandbox>> {
         let conn = self.conn(dest)?;
-        let base = self.base(&conn.live().await?.home);
+        let base = self.base(&conn.home().await?);
         let script = format!(r#"for f in {}/sandboxes/*/meta.json; do [ -f "$f" ] && cat "$f" && echo; done; exit 0"#, q(&base));
         let out = conn.run(&script, None, None).await?;
         let mut found = Vec::new();
@@ -318,6 +313,26 @@ impl SshProvider {
         }
         Ok(found)
     }
+}
+
+/// sbx's directory on a host whose user's home is `home`: `remote_dir` (`--remote-dir`), under the
+/// home unless absolute.
+fn base_dir(remote_dir: &str, home: &str) -> String {
+    if remote_dir.starts_with('/') {
+        remote_dir.trim_end_matches('/').to_owned()
+    } else {
+        format!("{}/{}", home.trim_end_matches('/'), remote_dir.trim_end_matches('/'))
+    }
+}
+
+/// The directory of sandbox `name` under sbx's directory `base`.
+fn sandbox_dir(base: &str, name: &str) -> String {
+    format!("{base}/sandboxes/{name}")
+}
+
+/// Where the runtime build `tag` is under sbx's directory `base`.
+fn binary_in(base: &str, tag: &str) -> String {
+    format!("{base}/bin/sbx-agent-{tag}")
 }
 
 /// `<dest>/<name>` → (`dest`, `name`), when `name` is a valid directory name.
@@ -389,7 +404,7 @@ impl Provider for SshProvider {
         }
         let dest = self.hosts.first().ok_or_else(|| Error::InvalidSpec(format!("no SSH host: pass --host [user@]host[:port] or set {ENV_HOST}")))?;
         let conn = self.conn(dest)?;
-        let base = self.base(&conn.live().await?.home);
+        let base = self.base(&conn.home().await?);
         // Two more random bytes than the other providers: names share one directory per host.
         let name = format!("{}{}", crate::util::fresh_name(&spec.name, 40), crate::random_hex(2));
         let dir = format!("{base}/sandboxes/{name}");
@@ -499,17 +514,24 @@ printf '%s\n' "$meta" > "$d/meta.json.tmp" && cat > "$d/env.sh" && mv "$d/meta.j
         if let Some((dest, c)) = docker::split(id) {
             return self.container_endpoint(id, dest, c, port).await;
         }
-        let meta = self.read_meta(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?;
-        let port = if port == sbx_agent::DEFAULT_PORT { meta.runtime_port } else { port };
+        let (dest, name) = split_id(id).ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?;
+        // The recorded layout names the runtime's own port: then nothing is asked of the host, and
+        // reaching a running runtime costs the SSH handshake and a forwarded channel, no login shell.
+        let port = if port == sbx_agent::DEFAULT_PORT {
+            self.read_meta(id).await?.ok_or_else(|| Error::NotFound { sandbox: id.to_owned() })?.runtime_port
+        } else {
+            port
+        };
         let key = (id.to_owned(), port);
         if let Some(p) = self.forwards.lock().expect("lock").get(&key) {
             return Ok(Endpoint { transport: Transport::Unix { path: p.clone() }, headers: Vec::new() });
         }
-        let (dest, _) = split_id(id).expect("read_meta found it");
-        // The layout from what is known already: each remote command costs a login shell's start.
-        let (_, dir, base) = self.require(id).await?;
-        let binary = self.binary_path(&base);
-        let path = forward::start(self.conn(dest)?, &format!("{id}:{port}"), forward::Remote::Runtime { port, binary, sandbox_dir: dir })?;
+        let (remote_dir, tag, name) = (self.remote_dir.clone(), self.runtime_tag().to_owned(), name.to_owned());
+        let paths: forward::Paths = Arc::new(move |home: &str| {
+            let base = base_dir(&remote_dir, home);
+            (binary_in(&base, &tag), sandbox_dir(&base, &name))
+        });
+        let path = forward::start(self.conn(dest)?, &format!("{id}:{port}"), forward::Remote::Runtime { port, paths })?;
         self.forwards.lock().expect("lock").insert(key, path.clone());
         Ok(Endpoint { transport: Transport::Unix { path }, headers: Vec::new() })
     }
