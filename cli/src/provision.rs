@@ -383,6 +383,19 @@ pub async fn up(ctx: &Ctx, plan: &Plan, opts: UpOptions) -> Result<Provisioned> 
     Ok(Provisioned { name, provider: plan.provider.name, id: sandbox.id, endpoint: booted.runtime.endpoint, expires_at, phases })
 }
 
+/// Destroys sandbox `name` and forgets it, for `sbx down`, `sbx run` and `sbx acp --rm`. Its relay
+/// token is revoked first: a sandbox that cannot be destroyed still loses its way to the model. On
+/// error it stays recorded, so `sbx down` or `sbx gc` can try again.
+pub async fn down(ctx: &Ctx, name: &str) -> Result<()> {
+    let rec = ctx.record(name)?;
+    ctx.state.revoke_relay_token(name, now_secs())?;
+    if !rec.id.is_empty() {
+        provider(&rec.provider).await?.destroy(&rec.id).await?;
+    }
+    ctx.state.remove(name)?;
+    Ok(())
+}
+
 /// `sbx up --resume ID`: records an existing sandbox under `name` (default: its sbx name), resumes it
 /// if paused, and starts the runtime in it with a fresh token. It is not ours: a failure only forgets it.
 pub async fn adopt(ctx: &Ctx, provider_name: &str, id: &str, name: Option<String>, credentials: &[String], observer: Arc<dyn Observer>) -> Result<Provisioned> {

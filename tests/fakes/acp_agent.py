@@ -227,6 +227,8 @@ def main():
             send({"jsonrpc": "2.0", "id": rid, "result": {"sessionId": "fake-1", "modes": {"currentModeId": "ask", "availableModes": [
                 {"id": "ask", "name": "Ask"}, {"id": "yolo", "name": "Yolo"}]}}})
             notify({"sessionUpdate": "available_commands_update", "availableCommands": [{"name": "init", "description": "x"}]})
+        elif method == "session/set_mode" and msg["params"]["modeId"] not in ("ask", "yolo"):
+            send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": "unknown mode " + msg["params"]["modeId"]}})
         elif method == "session/set_mode":
             STATE["mode"] = msg["params"]["modeId"]
             send({"jsonrpc": "2.0", "id": rid, "result": {}})

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sbx_agent::api::session::{
-    ContentPart, CreateSessionRequest, EndReason, Event, EventData, ItemKind, ItemStatus, McpServer, PermissionDecision, PermissionPolicy,
+    ContentPart, CreateSessionRequest, EndReason, Event, EventData, ItemKind, ItemStatus, McpServer, PermissionDecision, PermissionPolicy, SessionState,
     TurnCompleted, TurnOutcome,
 };
 use sbx_agent::client::Client;
@@ -224,6 +224,59 @@ async fn acp_denials_cancels_and_cancelled_permissions() {
     // The same agent process goes on.
     let events = turn(&rt.client, &s.id, "say still here", None).await;
     assert_eq!(said(&events), vec!["still here".to_owned()]);
+    assert_gapless(&all_events(&rt.client, &s.id).await);
+    rt.stop().await;
+}
+
+/// The `mode` labels of the turn's status items (`current_mode_update`).
+fn modes_seen(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventData::ItemCompleted(i) if i.kind == ItemKind::System => i.content.iter().find_map(|c| match c {
+                ContentPart::Status { label, detail } if label == "mode" => detail.clone(),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_acp_session_switches_mode_between_turns() {
+    let (rt, state) = runtime().await;
+    let s = rt.client.create_session(&fake(PermissionPolicy::AllowAll)).await.unwrap();
+    turn(&rt.client, &s.id, "say first", None).await;
+
+    // session/set_mode to the agent; the session records it and the agent's update arrives with the next turn.
+    let info = rt.client.set_mode(&s.id, "yolo").await.unwrap();
+    assert_eq!(info.mode.as_deref(), Some("yolo"));
+    assert_eq!(rt.client.session(&s.id).await.unwrap().mode.as_deref(), Some("yolo"));
+    let events = turn(&rt.client, &s.id, "say second", None).await;
+    assert_eq!(modes_seen(&events), vec!["yolo".to_owned()]);
+    assert_eq!(said(&events), vec!["second".to_owned()]);
+    let meta = std::fs::read_to_string(state.path().join("sessions").join(&s.id).join("session.json")).unwrap();
+    assert!(meta.contains("\"mode\": \"yolo\""), "a restart starts the agent in the new mode: {meta}");
+
+    // A mode the agent does not have: refused with its words, the session keeps its mode and goes on.
+    let err = rt.client.set_mode(&s.id, "plan").await.unwrap_err().to_string();
+    assert!(err.contains("refused mode `plan`") && err.contains("unknown mode plan"), "{err}");
+    assert_eq!(rt.client.session(&s.id).await.unwrap().mode.as_deref(), Some("yolo"));
+
+    // Not while a turn runs (409), and not with an empty mode (400).
+    rt.client.send_message(&s.id, "say busy\nsleep 3000", false).await.unwrap();
+    let err = rt.client.set_mode(&s.id, "ask").await.unwrap_err().to_string();
+    assert!(err.contains("is running a turn"), "{err}");
+    assert!(rt.client.cancel_turn(&s.id).await.unwrap());
+    wait_for(Duration::from_secs(20), || async { rt.client.session(&s.id).await.unwrap().state == SessionState::Idle }).await;
+    let err = rt.client.set_mode(&s.id, " ").await.unwrap_err().to_string();
+    assert!(err.contains("`mode` is empty"), "{err}");
+
+    // The native adapters take their mode at the start: the mock has one, and says so for another.
+    let m = rt.client.create_session(&CreateSessionRequest { agent: "mock".into(), ..Default::default() }).await.unwrap();
+    assert_eq!(rt.client.set_mode(&m.id, "default").await.unwrap().mode.as_deref(), Some("default"));
+    let err = rt.client.set_mode(&m.id, "plan").await.unwrap_err().to_string();
+    assert!(err.contains("no mode `plan`; its modes: default"), "{err}");
     assert_gapless(&all_events(&rt.client, &s.id).await);
     rt.stop().await;
 }

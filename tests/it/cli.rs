@@ -450,6 +450,69 @@ fn concurrent_ups_never_corrupt_the_state() {
 
 /// Agent sessions through the CLI with the mock agent: new, send, prompt (exit codes), approvals,
 /// events as JSON lines, and transcripts that outlive the sandbox.
+/// Any ACP agent is an entry, added from the host: `sbx agent add` (flags or a JSON file), used by a
+/// session like a built-in agent, refused when a credential would be written into the sandbox,
+/// removed by `sbx agent rm`.
+#[test]
+fn any_acp_agent_is_an_entry_added_from_the_cli() {
+    let sbx = Sbx::new();
+    sbx.ok(&["up", "--provider", "local", "--name", "acpadd"]);
+    let script = sbx_tests::workspace_root().join("tests/fakes/acp_agent.py");
+    let script = script.to_str().expect("utf-8 path");
+    let out = sbx.ok(&[
+        "agent", "add", "acpadd", "fake", "--command", "python3", "--arg", "-u", "--arg", script, "--credential", "FAKE_ACP_KEY",
+        "--mode", "ask=asks first", "--mode", "yolo", "--install-hint", "pip install fake-acp",
+    ]);
+    assert!(text(&out.stdout).starts_with("fake: python3 (installed: "), "{}", text(&out.stdout));
+    let out = sbx.ok(&["agent", "ls", "acpadd", "--json"]);
+    let agents: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let fake = agents.as_array().expect("array").iter().find(|a| a["id"] == "fake").expect("the added agent is listed");
+    let modes: Vec<&str> = fake["modes"].as_array().expect("modes").iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(modes, ["ask", "yolo"]);
+
+    // A session with it, as with any agent.
+    let out = sbx.ok(&["prompt", "acpadd", "say hello from an entry", "--agent", "fake", "-e", "FAKE_ACP_KEY=k-1"]);
+    assert_eq!(text(&out.stdout).trim(), "hello from an entry", "stderr: {}", text(&out.stderr));
+
+    // The same from a file replaces the entry; an id that does not match the file's is refused.
+    let file = sbx.home.path().join("fake.json");
+    let entry = serde_json::json!({"id": "fake", "command": "python3", "args": ["-u", script], "installHint": "from a file"});
+    std::fs::write(&file, entry.to_string()).unwrap();
+    sbx.ok(&["agent", "add", "acpadd", "fake", "--file", file.to_str().unwrap()]);
+    let out = sbx.ok(&["agent", "ls", "acpadd", "--json"]);
+    let agents: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let fakes: Vec<&serde_json::Value> = agents.as_array().expect("array").iter().filter(|a| a["id"] == "fake").collect();
+    assert_eq!(fakes.len(), 1, "replaced, not added twice");
+    assert_eq!(fakes[0]["installHint"], serde_json::Value::Null, "installed: no hint shown");
+    assert!(fakes[0]["modes"].as_array().is_none_or(|m| m.is_empty()), "the file's entry has no modes: {}", fakes[0]);
+    let out = sbx.run(&["agent", "add", "acpadd", "other", "--file", file.to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("is for agent `fake`"), "{}", text(&out.stderr));
+
+    // Refused, with the reason: a credential among the plain settings (it would be written to a file
+    // in the sandbox), a built-in id, a bad id.
+    let out = sbx.run(&["agent", "add", "acpadd", "leaky", "--command", "x", "--credential", "LEAKY_KEY", "-e", "LEAKY_KEY=sk-1"]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("credential LEAKY_KEY in `env`"), "{}", text(&out.stderr));
+    let out = sbx.run(&["agent", "add", "acpadd", "claude", "--command", "x"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("built-in agent"), "{}", text(&out.stderr));
+    let out = sbx.run(&["agent", "add", "acpadd", "a b", "--command", "x"]);
+    assert_eq!(code(&out), 2);
+    let out = sbx.run(&["agent", "add", "acpadd", "nocmd"]);
+    assert_eq!(code(&out), 2, "--command or --file is needed");
+
+    sbx.ok(&["agent", "rm", "acpadd", "fake"]);
+    let out = sbx.ok(&["agent", "ls", "acpadd", "--json"]);
+    assert!(!text(&out.stdout).contains("\"id\":\"fake\""), "{}", text(&out.stdout));
+    let out = sbx.run(&["agent", "rm", "acpadd", "fake"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("no configured ACP agent `fake`"), "{}", text(&out.stderr));
+    let out = sbx.run(&["agent", "rm", "acpadd", "claude"]);
+    assert_eq!(code(&out), 2);
+    sbx.ok(&["down", "acpadd"]);
+}
+
 #[test]
 fn sessions_prompt_and_transcripts_through_the_cli() {
     let sbx = Sbx::new();

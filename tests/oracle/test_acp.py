@@ -4,6 +4,7 @@ denied), and a cancel mid-turn, against the built-in mock agent in a local sandb
 models validate every message sbx sends, so a message off the schema fails the test."""
 
 import asyncio
+import json
 import os
 import subprocess
 import uuid
@@ -122,3 +123,72 @@ def test_sbx_acp_serves_an_editor(sandbox):
     # The session worked in the sandbox's root (no --cwd): the file is there, the denied one is not.
     assert sbx_cat(sandbox, "a.txt").stdout == "hello from acp"
     assert sbx_cat(sandbox, "b.txt").returncode != 0
+
+
+def sbx_names(sbx, env):
+    ls = subprocess.run([str(sbx), "ls", "--json"], env=env, capture_output=True, text=True)
+    assert ls.returncode == 0, ls.stderr
+    return [s["name"] for s in json.loads(ls.stdout)]
+
+
+def test_sbx_acp_up_makes_the_sandbox_and_rm_removes_it(tmp_path):
+    """`sbx acp NAME --up --provider local --rm`: the editor's one command makes the sandbox, serves a
+    session in it (mode switches included), and removes it when the editor closes its stdin."""
+    sbx = sbx_binary()
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "config"), NO_COLOR="1")
+    name = "acpup-" + uuid.uuid4().hex[:6]
+    seen = {}
+
+    async def main(*extra):
+        editor = Editor()
+        args = ["acp", name, "--agent", "mock", "--up", "--provider", "local", *extra]
+        # A long shutdown grace: --rm tears the sandbox down after stdin closes.
+        async with acp.spawn_agent_process(editor, str(sbx), *args, env=env, transport_kwargs={"shutdown_timeout": 30}) as (conn, proc):
+            await asyncio.wait_for(conn.initialize(protocol_version=acp.PROTOCOL_VERSION), 120)
+            sess = await conn.new_session(cwd=str(Path.cwd()), mcp_servers=[])
+            sid = sess.session_id
+            assert sess.modes.current_mode_id == "default"
+            # The mock has one mode: switching to it works, to any other is refused with the list.
+            await asyncio.wait_for(conn.set_session_mode(session_id=sid, mode_id="default"), 30)
+            assert editor.kinds()[-1] == "current_mode_update"
+            with pytest.raises(acp.RequestError) as refused:
+                await asyncio.wait_for(conn.set_session_mode(session_id=sid, mode_id="plan"), 30)
+            assert "no mode `plan`" in str(refused.value), refused.value
+            resp = await asyncio.wait_for(conn.prompt(session_id=sid, prompt=[acp.text_block("write up.txt made by --up")]), 60)
+            assert resp.stop_reason == "end_turn"
+            seen["names"] = sbx_names(sbx, env)
+            seen["file"] = subprocess.run([str(sbx), "fs", "cat", name, "up.txt"], env=env, capture_output=True, text=True).stdout
+        seen["code"] = proc.returncode
+
+    # --rm: made for the editor, removed when it closes stdin.
+    asyncio.run(main("--rm"))
+    assert name in seen["names"] and seen["file"] == "made by --up"
+    assert seen["code"] == 0
+    assert name not in sbx_names(sbx, env), "--rm removed the sandbox once the editor closed stdin"
+    # Without --rm it stays; a later --up --rm uses it as it is and, not having made it, leaves it.
+    asyncio.run(main())
+    assert seen["code"] == 0 and name in sbx_names(sbx, env)
+    try:
+        subprocess.run([str(sbx), "exec", name, "--", "sh", "-c", "echo kept > kept.txt"], env=env, check=True)
+        asyncio.run(main("--rm"))
+        assert name in sbx_names(sbx, env)
+        kept = subprocess.run([str(sbx), "fs", "cat", name, "kept.txt"], env=env, capture_output=True, text=True)
+        assert kept.stdout == "kept\n", "the existing sandbox was used, not made again"
+    finally:
+        subprocess.run([str(sbx), "down", name], env=env, capture_output=True)
+
+
+def test_sbx_acp_bad_input_says_what_to_do(tmp_path):
+    sbx = sbx_binary()
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "config"), NO_COLOR="1")
+    # No sandbox and no --up: the error names both ways out, and nothing is made.
+    r = subprocess.run([str(sbx), "acp", "nosuch", "--agent", "mock"], env=env, capture_output=True, text=True, input="")
+    assert r.returncode == 2 and "sbx up --name nosuch" in r.stderr, r.stderr
+    # --rm without --up is a usage error.
+    r = subprocess.run([str(sbx), "acp", "nosuch", "--rm"], env=env, capture_output=True, text=True, input="")
+    assert r.returncode == 2 and "--up" in r.stderr, r.stderr
+    # --up with an agent that cannot be put in: the new sandbox is removed again.
+    r = subprocess.run([str(sbx), "acp", "halfmade", "--up", "--agent", "vibe", "--agents-from", "image"], env=env,
+                       capture_output=True, text=True, input="")
+    assert r.returncode != 0 and "vibe" in r.stderr and "removed again" in r.stderr, r.stderr
+    assert sbx_names(sbx, env) == []

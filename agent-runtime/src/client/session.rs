@@ -29,7 +29,7 @@ use reqwest::Method;
 use super::sse::SseParser;
 use super::{Client, ClientError, Result};
 use crate::api::session::{
-    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, EndReason, EndSessionQuery, Event, EventData, EventPage, InstallAgentRequest,
+    AcpAgentConfig,    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, SetModeRequest, CheckLlmResponse, CreateSessionRequest, EndReason, EndSessionQuery, Event, EventData, EventPage, InstallAgentRequest,
     InstallAgentResponse, PermissionDecision, PermissionReply, QuestionReply, SendMessageRequest, SendMessageResponse,
     SessionInfo, SessionList, SESSION_EVENT,
 };
@@ -51,6 +51,17 @@ impl Client {
     /// `GET /v1/agents/{id}`.
     pub async fn agent(&self, id: &str) -> Result<AgentInfo> {
         self.send_json(self.request(Method::GET, &format!("/v1/agents/{}", super::encode_segment(id)))).await
+    }
+
+    /// `PUT /v1/agents/{id}`: configures an ACP agent (or replaces its configuration).
+    pub async fn put_acp_agent(&self, config: &AcpAgentConfig) -> Result<AgentInfo> {
+        self.send_json(self.request(Method::PUT, &format!("/v1/agents/{}", super::encode_segment(&config.id))).json(config)).await
+    }
+
+    /// `DELETE /v1/agents/{id}`: removes a configured ACP agent.
+    pub async fn remove_acp_agent(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/agents/{}", super::encode_segment(id)))).await?;
+        Ok(())
     }
 
     /// `POST /v1/agents/{id}/install`.
@@ -117,6 +128,11 @@ impl Client {
         let path = session_path(id, &format!("/questions/{}", super::encode_segment(question_id)));
         self.send(self.request(Method::POST, &path).json(&QuestionReply { answer })).await?;
         Ok(())
+    }
+
+    /// `POST /v1/sessions/{id}/mode`: switches the agent to `mode` between turns.
+    pub async fn set_mode(&self, id: &str, mode: &str) -> Result<SessionInfo> {
+        self.send_json(self.request(Method::POST, &session_path(id, "/mode")).json(&SetModeRequest { mode: mode.to_owned() })).await
     }
 
     /// `POST /v1/sessions/{id}/cancel`: whether a running turn was told to stop.

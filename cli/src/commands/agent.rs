@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use sbx_agent::api::session::InstallAgentRequest;
+use sbx_agent::api::session::{AcpAgentConfig, AcpModeConfig, InstallAgentRequest};
 use sbx_agent::client::WriteOptions;
 
 use crate::context::Ctx;
@@ -28,6 +28,97 @@ binary in, so sandboxes without network get agents too); a mirror (--mirror or S
 with a SHA-256 check).\n\nExamples:\n  sbx agent install dev claude --from-host\n  sbx agent install dev codex --from-host ~/bin/codex\n  \
 sbx agent install dev claude --mirror 'http://mirror.internal/{agent}/{version}/{os}-{arch}/{agent}' --agent-version 2.1.0")]
     Install(InstallArgs),
+    /// Configure any agent that speaks ACP (Agent Client Protocol) in a sandbox: no code, an entry.
+    #[command(after_help = "Sessions then take it as --agent ID. Its credentials are named here and come from the session's \
+environment (sbx session new NAME --agent ID -e KEY=...), never from a file in the sandbox.\n\nExamples:\n  \
+sbx agent add dev goose --command goose --arg acp --credential OPENAI_API_KEY --install-hint 'pip install goose-ai'\n  \
+sbx agent add dev mine --file my-agent.json      # {\"id\": \"mine\", \"command\": \"my-acp\", \"args\": [\"--stdio\"]}")]
+    Add(AddArgs),
+    /// Remove an agent configured with `sbx agent add` (sessions already running with it go on).
+    Rm {
+        /// The sandbox.
+        name: String,
+        /// The agent's id.
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct AddArgs {
+    /// The sandbox.
+    name: String,
+    /// Its id (letters, digits, `-`, `_`), as sessions name it (`--agent ID`).
+    id: String,
+    /// The command that speaks ACP on its stdin/stdout, on the sandbox's PATH or a path in it.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    command: Option<String>,
+    /// An argument for it (repeatable, in order).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// A plain setting for its environment (repeatable); credentials go in --credential instead.
+    #[arg(short, long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// An environment variable its credential is read from (repeatable; the value comes from the
+    /// session's environment).
+    #[arg(long = "credential", value_name = "VAR", value_delimiter = ',')]
+    credentials: Vec<String>,
+    /// How to install it when a sandbox lacks it.
+    #[arg(long)]
+    install_hint: Option<String>,
+    /// One of its modes, `ID` or `ID=DESCRIPTION` (repeatable).
+    #[arg(long = "mode", value_name = "MODE")]
+    modes: Vec<String>,
+    /// The mode sessions get when they ask for none.
+    #[arg(long)]
+    default_mode: Option<String>,
+    /// Its display name.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// The whole entry as a JSON file (the fields of `PUT /v1/agents/{id}`; see docs/acp.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["args", "env", "credentials", "install_hint", "modes", "default_mode", "display_name"])]
+    file: Option<std::path::PathBuf>,
+}
+
+impl AddArgs {
+    fn config(&self) -> Result<AcpAgentConfig> {
+        if let Some(path) = &self.file {
+            let text = std::fs::read(path).map_err(|e| usage(format!("--file {}: {e}", path.display())))?;
+            let mut config: AcpAgentConfig =
+                serde_json::from_slice(&text).map_err(|e| usage(format!("--file {}: not an ACP agent entry: {e}", path.display())))?;
+            if config.id.is_empty() {
+                config.id = self.id.clone();
+            } else if config.id != self.id {
+                return Err(usage(format!("--file {} is for agent `{}`, not `{}`", path.display(), config.id, self.id)));
+            }
+            return Ok(config);
+        }
+        let mut env = std::collections::BTreeMap::new();
+        for kv in &self.env {
+            match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => env.insert(k.to_owned(), v.to_owned()),
+                _ => return Err(usage(format!("bad --env `{kv}`: expected KEY=VALUE"))),
+            };
+        }
+        let modes = self
+            .modes
+            .iter()
+            .map(|m| {
+                let (id, description) = m.split_once('=').unwrap_or((m, ""));
+                AcpModeConfig { id: id.to_owned(), description: description.to_owned() }
+            })
+            .collect();
+        Ok(AcpAgentConfig {
+            id: self.id.clone(),
+            name: self.display_name.clone(),
+            command: self.command.clone().unwrap_or_default(),
+            args: self.args.clone(),
+            env,
+            credentials: self.credentials.clone(),
+            install_hint: self.install_hint.clone(),
+            modes,
+            default_mode: self.default_mode.clone(),
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -77,6 +168,35 @@ pub async fn run(ctx: &Ctx, a: AgentArgs) -> Result<Exit> {
             Ok(Exit::Success)
         }
         AgentCommand::Install(a) => install(ctx, a).await,
+        AgentCommand::Add(a) => {
+            let config = a.config()?;
+            let client = ctx.client(&ctx.record(&a.name)?).await?;
+            let info = client.put_acp_agent(&config).await.map_err(|e| match e.status() {
+                Some(400) => usage(e.to_string()),
+                _ => e.into(),
+            })?;
+            if ctx.out.json {
+                ctx.out.json_value(&serde_json::to_value(&info)?);
+            } else if info.installed {
+                ctx.out.line(format!("{}: {} (installed: {})", info.id, config.command, info.path.as_deref().unwrap_or("?")));
+            } else {
+                ctx.out.line(format!("{}: {} (not installed yet: {})", info.id, config.command, info.install_hint.as_deref().unwrap_or("-")));
+            }
+            Ok(Exit::Success)
+        }
+        AgentCommand::Rm { name, id } => {
+            let client = ctx.client(&ctx.record(&name)?).await?;
+            client.remove_acp_agent(&id).await.map_err(|e| match e.status() {
+                Some(400) | Some(404) => usage(e.to_string()),
+                _ => e.into(),
+            })?;
+            if ctx.out.json {
+                ctx.out.json_value(&serde_json::json!({ "removed": id }));
+            } else {
+                ctx.out.note(format!("removed agent `{id}` from `{name}`"));
+            }
+            Ok(Exit::Success)
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::context::{provider, Ctx};
+use crate::provision;
 use crate::output::{usage, Exit};
 
 /// A sandbox name.
@@ -54,21 +55,10 @@ pub async fn down(ctx: &Ctx, a: DownArgs) -> Result<Exit> {
     let mut destroyed = Vec::new();
     let mut failed = Vec::new();
     for name in &names {
-        let rec = ctx.record(name)?;
-        // Revoked first: a sandbox that cannot be destroyed still loses its way to the model.
-        ctx.state.revoke_relay_token(name, crate::state::now_secs())?;
+        ctx.record(name)?;
         let step = ctx.out.step(&format!("destroying `{name}`"));
-        let result = async {
-            let p = provider(&rec.provider).await?;
-            if !rec.id.is_empty() {
-                p.destroy(&rec.id).await?;
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        match result {
+        match provision::down(ctx, name).await {
             Ok(()) => {
-                ctx.state.remove(name)?;
                 step.done();
                 destroyed.push(name.clone());
             }

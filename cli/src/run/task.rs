@@ -526,13 +526,8 @@ fn sh_quote(s: &str) -> String {
 
 /// Destroys a sandbox by name and forgets it (errors are left for `sbx gc`).
 pub async fn destroy(ctx: &Ctx, name: &str) {
-    if let Ok(Some(rec)) = ctx.state.get(name) {
-        if let Ok(p) = crate::context::provider(&rec.provider).await {
-            if !rec.id.is_empty() && p.destroy(&rec.id).await.is_err() {
-                return;
-            }
-        }
-        let _ = ctx.state.remove(name);
+    if let Err(e) = crate::provision::down(ctx, name).await {
+        tracing::debug!(error = %e, sandbox = name, "left for sbx gc");
     }
 }
 

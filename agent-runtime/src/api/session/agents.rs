@@ -136,3 +136,47 @@ pub struct InstallAgentResponse {
     #[serde(default)]
     pub duration_ms: u64,
 }
+
+/// An ACP agent as configuration, no code (`PUT /v1/agents/{id}`, or an entry of the runtime's
+/// `<state>/agents/acp.json`): how to start it and what it needs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcpAgentConfig {
+    /// Its id (1-64 letters, digits, `-`, `_`; not a built-in agent's).
+    pub id: String,
+    /// Its display name (default: the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The command that speaks ACP on its stdio, looked up on `PATH` (or a path).
+    pub command: String,
+    /// Its arguments (`["acp"]`, `["--acp"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Plain settings for its environment. Credentials do not go here: name them in `credentials`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The environment variables its credentials are read from (names only; the values come from
+    /// the session's environment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+    /// How to install it when it is missing (shown by `sbx agent ls` and in the error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_hint: Option<String>,
+    /// Its modes (for `sbx agent ls`; the agent's own list is what counts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modes: Vec<AcpModeConfig>,
+    /// The mode a session gets when it asks for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_mode: Option<String>,
+}
+
+/// A mode of a configured ACP agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AcpModeConfig {
+    /// The mode's id, as the agent names it.
+    pub id: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+}

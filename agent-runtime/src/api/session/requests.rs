@@ -264,6 +264,14 @@ pub struct PermissionReply {
     pub message: Option<String>,
 }
 
+/// `POST /v1/sessions/{id}/mode`: switch the agent's mode between turns.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetModeRequest {
+    /// One of the agent's modes (`GET /v1/agents/{id}`).
+    pub mode: String,
+}
+
 /// `POST /v1/sessions/{id}/questions/{questionId}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

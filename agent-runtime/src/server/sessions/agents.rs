@@ -76,6 +76,8 @@ fn acp_spec(id: &str, name: &str, command: &str, modes: Vec<(String, String)>, l
 struct AcpSpecs {
     presets: Vec<&'static AgentSpec>,
     custom: Mutex<(Option<SystemTime>, Vec<&'static AgentSpec>)>,
+    /// Every entry made into a spec so far, by its JSON.
+    made: Mutex<HashMap<String, &'static AgentSpec>>,
 }
 
 impl AcpSpecs {
@@ -87,7 +89,7 @@ impl AcpSpecs {
                 acp_spec(p.id, p.name, p.command, modes, p.launch())
             })
             .collect();
-        Self { presets, custom: Mutex::new((None, Vec::new())) }
+        Self { presets, custom: Mutex::new((None, Vec::new())), made: Mutex::default() }
     }
 
     /// `acp.json`'s agents, reread when its modification time changed; a bad file is logged and
@@ -97,24 +99,39 @@ impl AcpSpecs {
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let mut cur = self.custom.lock().unwrap_or_else(|e| e.into_inner());
         if cur.0 != mtime {
-            let builtin: Vec<&str> = SPECS.iter().map(|s| s.id).chain(self.presets.iter().map(|s| s.id)).collect();
-            let agents = match acp_config::load(dir, &builtin) {
+            let agents = match acp_config::load(dir, &self.builtin()) {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "ACP agent config ignored");
                     Vec::new()
                 }
             };
+            let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
             let specs = agents
                 .iter()
                 .map(|a| {
-                    let modes = a.modes.iter().map(|m| (m.id.clone(), m.description.clone())).collect();
-                    acp_spec(&a.id, a.name.as_deref().unwrap_or(&a.id), &a.command, modes, a.launch())
+                    // An entry seen before keeps its spec: only new or changed entries are leaked.
+                    let key = serde_json::to_string(a).unwrap_or_default();
+                    *made.entry(key).or_insert_with(|| {
+                        let modes = a.modes.iter().map(|m| (m.id.clone(), m.description.clone())).collect();
+                        acp_spec(&a.id, a.name.as_deref().unwrap_or(&a.id), &a.command, modes, a.launch())
+                    })
                 })
                 .collect();
             *cur = (mtime, specs);
         }
         cur.1.clone()
+    }
+
+    /// The ids custom agents may not take.
+    fn builtin(&self) -> Vec<&'static str> {
+        SPECS.iter().map(|s| s.id).chain(self.presets.iter().map(|s| s.id)).collect()
+    }
+
+    /// Forgets what was read, so the next look rereads the file (a write within the same
+    /// modification-time tick would otherwise go unseen).
+    fn invalidate(&self) {
+        self.custom.lock().unwrap_or_else(|e| e.into_inner()).0 = None;
     }
 
     fn all(&self, dir: &Path) -> Vec<&'static AgentSpec> {
@@ -197,6 +214,33 @@ impl AgentRegistry {
     }
 
     /// The spec of `id`, or a 404 listing the known ones.
+    /// Adds or replaces a configured ACP agent (`PUT /v1/agents/{id}`).
+    pub(crate) fn put_acp(&self, agent: acp_config::CustomAgent) -> Result<&'static AgentSpec, ApiError> {
+        let id = agent.id.clone();
+        let written = acp_config::put(&self.dir, agent, &self.acp.builtin());
+        self.acp.invalidate();
+        match written {
+            Ok(()) => self.spec(&id),
+            Err(e @ acp_config::ConfigError::Invalid { .. }) => Err(ApiError::bad_request(e.to_string())),
+            Err(e) => Err(ApiError::internal(e.to_string())),
+        }
+    }
+
+    /// Removes a configured ACP agent (`DELETE /v1/agents/{id}`).
+    pub(crate) fn remove_acp(&self, id: &str) -> Result<(), ApiError> {
+        if self.acp.builtin().contains(&id) {
+            return Err(ApiError::bad_request(format!("`{id}` is a built-in agent; only configured ACP agents can be removed")));
+        }
+        let removed = acp_config::remove(&self.dir, id, &self.acp.builtin());
+        self.acp.invalidate();
+        match removed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::not_found(format!("no configured ACP agent `{id}`"))),
+            Err(e @ acp_config::ConfigError::Invalid { .. }) => Err(ApiError::conflict(e.to_string())),
+            Err(e) => Err(ApiError::internal(e.to_string())),
+        }
+    }
+
     pub(crate) fn spec(&self, id: &str) -> Result<&'static AgentSpec, ApiError> {
         let specs = self.specs();
         specs.iter().find(|s| s.id == id).copied().ok_or_else(|| {

@@ -41,6 +41,10 @@ pub(crate) trait AgentDriver: Send {
     async fn turn(&mut self, text: &str, ctx: &TurnCtx) -> Result<TurnEnd, AgentGone>;
     /// Stops the agent process (the session is ending).
     async fn shutdown(&mut self);
+    /// Switches the agent to `mode` between turns. `Err` says why not (the session keeps its mode).
+    async fn set_mode(&mut self, _mode: &str) -> Result<(), String> {
+        Err("this agent takes its mode when the session starts: create a new session with `mode`".to_owned())
+    }
 }
 
 /// Everything a driver needs that is not its own: the session's settings.

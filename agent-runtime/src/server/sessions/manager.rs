@@ -45,6 +45,7 @@ struct Meta {
 enum Command {
     Turn { turn_id: String, text: String, cancel: CancellationToken, started: Instant, done: Option<oneshot::Sender<TurnCompleted>> },
     End { by: String, reason: EndReason, done: oneshot::Sender<()> },
+    SetMode { mode: String, done: oneshot::Sender<Result<(), String>> },
 }
 
 struct Status {
@@ -288,7 +289,9 @@ impl SessionManager {
         let meta_path = dir.join(META_FILE);
         let base = meta.clone();
         let on_native: Box<dyn Fn(&str) + Send + Sync> = Box::new(move |native: &str| {
-            let mut m = base.clone();
+            // What is on disk now (a mode set since the start is kept), else what the session began with.
+            let on_disk = std::fs::read(&meta_path).ok().and_then(|b| serde_json::from_slice::<Meta>(&b).ok());
+            let mut m = on_disk.unwrap_or_else(|| base.clone());
             m.native_session_id = Some(native.to_owned());
             if let Err(e) = write_meta(&meta_path, &m) {
                 tracing::warn!(error = %e, "cannot persist the agent's session id; a restart will not resume it");
@@ -531,6 +534,35 @@ impl SessionManager {
         }
     }
 
+    /// Switches the session's agent to `mode` between turns (`POST /v1/sessions/{id}/mode`); the
+    /// session keeps it from then on, across a runtime restart too.
+    pub(crate) async fn set_mode(&self, id: &str, mode: &str) -> Result<SessionInfo, ApiError> {
+        let session = self.get(id)?;
+        if mode.trim().is_empty() {
+            return Err(ApiError::bad_request("`mode` is empty: `sbx agent ls NAME` lists each agent's modes"));
+        }
+        let commands = {
+            let st = session.status.lock().unwrap_or_else(|e| e.into_inner());
+            match st.state {
+                SessionState::Ended => return Err(ApiError::conflict(format!("session `{id}` has ended; create a new session"))),
+                SessionState::Running => {
+                    return Err(ApiError::conflict(format!("session `{id}` is running a turn; change its mode after turn.completed")))
+                }
+                SessionState::Idle => {}
+            }
+            st.commands.clone().ok_or_else(|| ApiError::conflict(format!("session `{id}` is shutting down")))?
+        };
+        let (tx, rx) = oneshot::channel();
+        if commands.send(Command::SetMode { mode: mode.to_owned(), done: tx }).is_err() {
+            return Err(ApiError::conflict(format!("session `{id}` is shutting down")));
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(session.info()),
+            Ok(Err(why)) => Err(ApiError::conflict(why)),
+            Err(_) => Err(ApiError::conflict(format!("session `{id}` is shutting down"))),
+        }
+    }
+
     /// Cancels the running turn; `false` when none was running.
     pub(crate) fn cancel(&self, id: &str) -> Result<bool, ApiError> {
         let session = self.get(id)?;
@@ -652,6 +684,24 @@ async fn actor(mgr: SessionManager, session: Arc<Session>, mut driver: Option<Bo
                         break;
                     }
                 }
+            }
+            Command::SetMode { mode, done } => {
+                // No driver yet (after a restart): the agent starts with the recorded mode.
+                let set = match driver.as_mut() {
+                    Some(d) => d.set_mode(&mode).await,
+                    None => Ok(()),
+                };
+                if set.is_ok() {
+                    let meta = {
+                        let mut m = session.meta.lock().unwrap_or_else(|e| e.into_inner());
+                        m.request.mode = Some(mode);
+                        m.clone()
+                    };
+                    if let Err(e) = write_meta(&session.dir.join(META_FILE), &meta) {
+                        tracing::warn!(error = %e, "cannot persist the session's mode; a restart starts the agent in its first mode");
+                    }
+                }
+                let _ = done.send(set);
             }
             Command::End { by, reason, done } => {
                 if let Some(d) = driver.as_mut() {

@@ -144,6 +144,15 @@ impl AgentDriver for MockDriver {
     }
 
     async fn shutdown(&mut self) {}
+
+    /// The mock has one mode; switching to it is accepted (which is what clients test against).
+    async fn set_mode(&mut self, mode: &str) -> Result<(), String> {
+        if mode == "default" {
+            Ok(())
+        } else {
+            Err(format!("the mock agent has no mode `{mode}`; its modes: default"))
+        }
+    }
 }
 
 /// An assistant message with its text as one delta.

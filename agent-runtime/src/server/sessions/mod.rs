@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, AppState};
 use crate::api::session::{
-    AgentInfo, AgentList, CancelResponse, CheckLlmRequest, CheckLlmResponse, CreateSessionRequest, EndReason, EndSessionQuery, EventPage, EventsQuery, InstallAgentRequest,
+    AcpAgentConfig, AgentInfo, AgentList, CancelResponse, CheckLlmRequest, SetModeRequest, CheckLlmResponse, CreateSessionRequest, EndReason, EndSessionQuery, EventPage, EventsQuery, InstallAgentRequest,
     InstallAgentResponse, PermissionReply, QuestionReply, SendMessageRequest, SendMessageResponse, SessionInfo,
     SessionList, SessionSseEvent, SESSION_EVENT,
 };
@@ -61,7 +61,7 @@ const MAX_PAGE: u64 = 1000;
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_agents))
-        .routes(routes!(get_agent))
+        .routes(routes!(get_agent, put_agent, delete_agent))
         .routes(routes!(install_agent))
         .routes(routes!(check_llm))
         .routes(routes!(list_sessions, create_session))
@@ -72,6 +72,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reply_permission))
         .routes(routes!(reply_question))
         .routes(routes!(cancel_turn))
+        .routes(routes!(set_mode))
 }
 
 /// Every agent this runtime knows, whether installed, its version and what it can do.
@@ -96,6 +97,39 @@ async fn get_agent(State(state): State<AppState>, Path(id): Path<String>) -> Api
     let agents = state.sessions().agents();
     let spec = agents.spec(&id)?;
     Ok(ApiJson(agents.info(spec).await))
+}
+
+/// Configure an ACP agent (or replace its configuration): any agent that speaks the Agent Client
+/// Protocol on its stdio, no code. Kept in the runtime's `<state>/agents/acp.json`.
+#[utoipa::path(put, path = "/v1/agents/{id}", tag = "agents", request_body = AcpAgentConfig,
+    params(("id" = String, Path, description = "The agent's id (the body's `id` must match)")),
+    responses(
+        (status = 200, description = "The agent as sessions see it", body = AgentInfo),
+        (status = 400, description = "A bad id or entry (a built-in id, no command, a credential among the settings, more than 64 agents)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn put_agent(State(state): State<AppState>, Path(id): Path<String>, ApiJson(config): ApiJson<AcpAgentConfig>) -> ApiResult<ApiJson<AgentInfo>> {
+    if config.id != id {
+        return Err(ApiError::bad_request(format!("the body's id `{}` is not the path's `{id}`", config.id)));
+    }
+    let agents = state.sessions().agents();
+    let spec = agents.put_acp(config)?;
+    Ok(ApiJson(agents.info(spec).await))
+}
+
+/// Remove a configured ACP agent (sessions already running with it go on).
+#[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "A configured ACP agent's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "A built-in agent", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such configured agent", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The agent file in the sandbox is not valid (fix or remove it)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_agent(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    state.sessions().agents().remove_acp(&id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Install an agent: keep what is there (unless `reinstall`), take a binary already in the sandbox
@@ -383,6 +417,22 @@ async fn reply_question(
 ) -> ApiResult<StatusCode> {
     state.sessions().reply_question(&id, &question_id, reply)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Switch the agent to another of its modes between turns (ACP agents take it with
+/// `session/set_mode`; claude and codex take their mode when the session starts, so they answer 409).
+#[utoipa::path(post, path = "/v1/sessions/{id}/mode", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = SetModeRequest,
+    responses(
+        (status = 200, description = "The session, in its new mode", body = SessionInfo),
+        (status = 400, description = "No mode given", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A turn is running, the session has ended, or the agent refused the mode", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn set_mode(State(state): State<AppState>, Path(id): Path<String>, ApiJson(req): ApiJson<SetModeRequest>) -> ApiResult<ApiJson<SessionInfo>> {
+    Ok(ApiJson(state.sessions().set_mode(&id, &req.mode).await?))
 }
 
 /// Cancel the running turn, if any.

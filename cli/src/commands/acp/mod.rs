@@ -24,18 +24,48 @@ use tokio::sync::oneshot;
 
 use super::session::AgentOptions;
 use crate::context::Ctx;
-use crate::output::Exit;
+use crate::output::{Exit, Interrupted};
+use crate::provision::{self, Plan, Progress, UpOptions};
 
 /// `sbx acp`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Speaks ACP on stdin/stdout; an editor launches it. Zed (settings.json):\n  \"agent_servers\": {\"sbx claude\": {\"command\": \"sbx\", \"args\": [\"acp\", \"dev\", \"--agent\", \"claude\"]}}\n\nSee docs/acp.md."
+    after_help = "Speaks ACP on stdin/stdout; an editor launches it. Zed (settings.json):\n  \"agent_servers\": {\"sbx claude\": {\"command\": \"sbx\", \"args\": [\"acp\", \"dev\", \"--agent\", \"claude\"]}}\n\nA sandbox of its own, made on first use and removed when the editor closes:\n  sbx acp scratch --up --provider docker --rm --agent claude --credentials claude\n\nSee docs/acp.md."
 )]
 pub struct AcpArgs {
-    /// The sandbox (made with `sbx up`).
+    /// The sandbox (made with `sbx up`, or by `--up`).
     name: String,
     #[command(flatten)]
     agent: AgentOptions,
+    #[command(flatten)]
+    up: UpFlags,
+}
+
+/// `sbx acp --up`: the sandbox made on demand. Progress goes to stderr; stdout stays ACP's.
+#[derive(Args, Debug)]
+struct UpFlags {
+    /// Make the sandbox when there is none named NAME (on --provider), and put the agent in it; an
+    /// existing one is used as it is.
+    #[arg(long, help_heading = "Sandbox")]
+    up: bool,
+    /// With --up: where to make it.
+    #[arg(long, default_value = "local", env = "SBX_PROVIDER", value_name = "PROVIDER", requires = "up", help_heading = "Sandbox",
+          value_parser = crate::provider_arg::ProviderArg::Any, hide_possible_values = true)]
+    provider: String,
+    /// With --up: image or template (default: sbx's base image).
+    #[arg(long, requires = "up", help_heading = "Sandbox")]
+    image: Option<String>,
+    /// With --up: pass this machine's LLM credentials for these agents to the sandbox's sessions
+    /// (comma-separated; see `sbx up --help`).
+    #[arg(long, value_delimiter = ',', value_name = "AGENTS", requires = "up", help_heading = "Sandbox")]
+    credentials: Vec<String>,
+    /// With --up: how the agent gets in (auto, from-host, vendor, image, pip, mirror=URL).
+    #[arg(long, value_name = "SOURCE", requires = "up", help_heading = "Sandbox")]
+    agents_from: Option<crate::agents_setup::AgentsFrom>,
+    /// With --up: remove the sandbox this command made when the editor closes (or stops it). A
+    /// sandbox that already existed is left alone.
+    #[arg(long, requires = "up", help_heading = "Sandbox")]
+    rm: bool,
 }
 
 /// The ACP version spoken.
@@ -101,7 +131,7 @@ impl Server {
             "authenticate" => Ok(json!({})),
             "session/new" => self.new_session(&params).await,
             "session/prompt" => self.prompt(&params).await,
-            "session/set_mode" => Err((-32602, "an sbx session takes its mode when it starts: `sbx acp NAME --mode MODE`".to_owned())),
+            "session/set_mode" => self.set_mode(&params).await,
             "session/cancel" => {
                 if let Some(s) = params.get("sessionId").and_then(Value::as_str) {
                     let _ = self.client.cancel_turn(s).await;
@@ -131,6 +161,20 @@ impl Server {
             }
         }
         Ok(out)
+    }
+
+    /// `session/set_mode`, between turns: ACP agents and the mock switch; claude and codex take
+    /// their mode when the session starts (`--mode`), and the editor is told so.
+    async fn set_mode(&self, params: &Value) -> Result<Value, (i64, String)> {
+        let sid = params.get("sessionId").and_then(Value::as_str).ok_or((-32602, "`sessionId` is missing".to_owned()))?;
+        let mode = params.get("modeId").and_then(Value::as_str).ok_or((-32602, "`modeId` is missing".to_owned()))?;
+        match self.client.set_mode(sid, mode).await {
+            Ok(_) => {
+                self.update(sid, json!({"sessionUpdate": "current_mode_update", "currentModeId": mode})).await;
+                Ok(json!({}))
+            }
+            Err(e) => Err((-32602, e.to_string())),
+        }
     }
 
     async fn prompt(self: &Arc<Self>, params: &Value) -> Result<Value, (i64, String)> {
@@ -269,14 +313,82 @@ fn mcp_server(m: &Value) -> Result<sbx_agent::api::session::McpServer, String> {
     })
 }
 
-/// Runs `sbx acp`: serves ACP on stdin/stdout until the editor closes stdin.
+/// Runs `sbx acp`: serves ACP on stdin/stdout until the editor closes stdin (or stops it).
 pub async fn run(ctx: &Ctx, a: AcpArgs) -> Result<Exit> {
-    let rec = ctx.record(&a.name)?;
+    let made = if a.up.up && ctx.state.get(&a.name)?.is_none() {
+        tokio::select! {
+            r = make_sandbox(ctx, &a) => r?,
+            _ = stop_signal() => return Err(Interrupted.into()),
+        }
+        true
+    } else {
+        false
+    };
+    let served = serve(ctx, a.name.clone(), a.agent).await;
+    if made && a.up.rm {
+        let step = ctx.out.step(&format!("removing sandbox `{}`", a.name));
+        match provision::down(ctx, &a.name).await {
+            Ok(()) => step.done(),
+            Err(e) => {
+                step.fail();
+                ctx.out.note(format!("could not remove `{}` (`sbx down {}` tries again): {}", a.name, a.name, crate::output::error_line(&e)));
+            }
+        }
+    }
+    served
+}
+
+/// `--up`: makes sandbox NAME and puts the agent in it; a failure half-way leaves nothing behind.
+async fn make_sandbox(ctx: &Ctx, a: &AcpArgs) -> Result<()> {
+    let mut plan = Plan::new(&a.up.provider, a.name.clone())?;
+    plan.sandbox.image = a.up.image.clone();
+    plan.credentials = a.up.credentials.clone();
+    plan.validate()?;
+    let opts = UpOptions { observer: Arc::new(Progress::new(&ctx.out, plan.provider.name)), ..UpOptions::default() };
+    let up = provision::up(ctx, &plan, opts).await?;
+    ctx.out.note(format!("sandbox `{}` is up on {} in {:.1} s", up.name, up.provider, up.phases.total().as_secs_f64()));
+    let installed = async {
+        let client = ctx.client(&ctx.record(&up.name)?).await?;
+        let from = a.up.agents_from.clone().unwrap_or_default();
+        crate::agents_setup::ensure_agent(&client, &a.agent.agent, &from, None).await
+    }
+    .await;
+    match installed {
+        Ok(r) => {
+            match r.source.as_str() {
+                "none" => ctx.out.note(format!("{}: built in", a.agent.agent)),
+                source => ctx.out.note(format!("{}: {} from {source}", a.agent.agent, r.version.as_deref().unwrap_or("?"))),
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // Made for this editor and useless without its agent: not left behind.
+            let _ = provision::down(ctx, &up.name).await;
+            Err(e.context(format!("the {} agent could not be put in the new sandbox `{}` (removed again)", a.agent.agent, up.name)))
+        }
+    }
+}
+
+/// Ctrl-C, or SIGTERM (how editors stop the agents they launched).
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Serves ACP for sandbox `name` until stdin ends or a stop signal; then ends the sessions it made.
+async fn serve(ctx: &Ctx, name: String, options: AgentOptions) -> Result<Exit> {
+    let rec = ctx.record(&name)?;
     let client = ctx.client(&rec).await?;
-    let policy = a.agent.permission_mode.map(Into::into).unwrap_or(PermissionPolicy::Ask);
+    let policy = options.permission_mode.map(Into::into).unwrap_or(PermissionPolicy::Ask);
     let server = Arc::new(Server {
         client,
-        options: a.agent,
+        options,
         policy,
         out: tokio::sync::Mutex::new(tokio::io::stdout()),
         next_id: AtomicU64::new(1),
@@ -284,35 +396,50 @@ pub async fn run(ctx: &Ctx, a: AcpArgs) -> Result<Exit> {
         sessions: Mutex::new(BTreeSet::new()),
         always: Mutex::new(BTreeSet::new()),
     });
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).split(b'\n');
-    while let Some(line) = lines.next_segment().await? {
+    let read = async {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).split(b'\n');
+        while let Some(line) = lines.next_segment().await? {
+            server.take(&line).await;
+        }
+        anyhow::Ok(())
+    };
+    let stopped = tokio::select! {
+        r = read => { r?; false }
+        _ = stop_signal() => true,
+    };
+    // The editor is gone: end its sessions (their agents stop; the events stay readable).
+    let sessions = std::mem::take(&mut *server.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+    for s in sessions {
+        let _ = server.client.end_session(&s, false).await;
+    }
+    Ok(if stopped { Exit::Interrupted } else { Exit::Success })
+}
+
+impl Server {
+    /// One line from the editor: a response to one of our requests, or a request or notification
+    /// for us (handled on its own task, so a long `session/prompt` does not hold up a `session/cancel`).
+    async fn take(self: &Arc<Self>, line: &[u8]) {
         let msg: Value = match serde_json::from_slice(line.trim_ascii()) {
             Ok(v) => v,
-            Err(_) if line.trim_ascii().is_empty() => continue,
+            Err(_) if line.trim_ascii().is_empty() => return,
             Err(e) => {
                 let err = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": format!("not JSON: {e}")}});
-                server.send(&err).await;
-                continue;
+                self.send(&err).await;
+                return;
             }
         };
         let is_response = msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some());
         if is_response {
             let id = msg.get("id").and_then(Value::as_u64);
-            let tx = id.and_then(|id| server.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id));
+            let tx = id.and_then(|id| self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id));
             if let Some(tx) = tx {
                 let _ = tx.send(match msg.get("error") {
                     Some(e) => Err(e.clone()),
                     None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
                 });
             }
-            continue;
+            return;
         }
-        tokio::spawn(Arc::clone(&server).handle(msg));
+        tokio::spawn(Arc::clone(self).handle(msg));
     }
-    // The editor is gone: end its sessions (their agents stop; the events stay readable).
-    let sessions = std::mem::take(&mut *server.sessions.lock().unwrap_or_else(|e| e.into_inner()));
-    for s in sessions {
-        let _ = server.client.end_session(&s, false).await;
-    }
-    Ok(Exit::Success)
 }

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How to start an ACP agent.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,39 +106,14 @@ pub(crate) const PRESETS: &[Preset] = &[
     },
 ];
 
+/// At most this many configured agents (each version of an entry stays in memory for the runtime's life).
+const MAX_AGENTS: usize = 64;
+
 /// The file custom ACP agents are read from, under the agent directory.
 pub(crate) const CONFIG_FILE: &str = "acp.json";
 
-/// One entry of `acp.json`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct CustomAgent {
-    pub(crate) id: String,
-    #[serde(default)]
-    pub(crate) name: Option<String>,
-    pub(crate) command: String,
-    #[serde(default)]
-    pub(crate) args: Vec<String>,
-    #[serde(default)]
-    pub(crate) env: BTreeMap<String, String>,
-    #[serde(default)]
-    pub(crate) credentials: Vec<String>,
-    #[serde(default)]
-    pub(crate) install_hint: Option<String>,
-    #[serde(default)]
-    pub(crate) modes: Vec<CustomMode>,
-    #[serde(default)]
-    pub(crate) default_mode: Option<String>,
-}
-
-/// A mode of a custom agent.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CustomMode {
-    pub(crate) id: String,
-    #[serde(default)]
-    pub(crate) description: String,
-}
+/// One entry of `acp.json` (the API's type: `PUT /v1/agents/{id}` writes entries).
+pub(crate) use crate::api::session::AcpAgentConfig as CustomAgent;
 
 impl CustomAgent {
     pub(crate) fn launch(&self) -> AcpLaunch {
@@ -155,7 +130,7 @@ impl CustomAgent {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default)]
@@ -169,6 +144,9 @@ pub(crate) enum ConfigError {
     /// It could not be read.
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    /// It could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
     /// It is not what it should be.
     #[error("{path} is not a valid ACP agent list: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -185,23 +163,80 @@ pub(crate) fn load(dir: &Path, builtin: &[&str]) -> Result<Vec<CustomAgent>, Con
     };
     let invalid = |message: String| ConfigError::Invalid { path: path.clone(), message };
     let file: ConfigFile = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    check(&file.agents, builtin).map_err(invalid)?;
+    Ok(file.agents)
+}
+
+/// What makes a list of custom agents valid: ids unique, in the session-id alphabet, not a built-in
+/// agent's; a command; no credential among the plain settings.
+fn check(agents: &[CustomAgent], builtin: &[&str]) -> Result<(), String> {
+    if agents.len() > MAX_AGENTS {
+        return Err(format!("{} agents: at most {MAX_AGENTS} can be configured; remove some first", agents.len()));
+    }
     let mut seen = std::collections::BTreeSet::new();
-    for a in &file.agents {
+    for a in agents {
         let ok = !a.id.is_empty() && a.id.len() <= 64 && a.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok {
-            return Err(invalid(format!("agent id `{}` must be 1-64 letters, digits, `-` or `_`", a.id)));
+            return Err(format!("agent id `{}` must be 1-64 letters, digits, `-` or `_`", a.id));
         }
         if builtin.contains(&a.id.as_str()) {
-            return Err(invalid(format!("agent id `{}` is a built-in agent; pick another id", a.id)));
+            return Err(format!("agent id `{}` is a built-in agent; pick another id", a.id));
         }
         if !seen.insert(a.id.clone()) {
-            return Err(invalid(format!("agent id `{}` appears twice", a.id)));
+            return Err(format!("agent id `{}` appears twice", a.id));
         }
         if a.command.trim().is_empty() {
-            return Err(invalid(format!("agent `{}` has an empty `command`", a.id)));
+            return Err(format!("agent `{}` has an empty `command`", a.id));
+        }
+        if let Some(k) = a.credentials.iter().find(|k| a.env.contains_key(*k)) {
+            return Err(format!(
+                "agent `{}` has its credential {k} in `env`, which is written to a file in the sandbox: leave it out; it comes from the session's environment",
+                a.id
+            ));
         }
     }
-    Ok(file.agents)
+    Ok(())
+}
+
+/// Adds `agent` to `dir/acp.json`, or replaces the entry with its id (`PUT /v1/agents/{id}`).
+/// The file is written whole (0600) and renamed into place, so a reader never sees half of it.
+pub(crate) fn put(dir: &Path, agent: CustomAgent, builtin: &[&str]) -> Result<(), ConfigError> {
+    let path = dir.join(CONFIG_FILE);
+    let mut agents = load(dir, builtin)?;
+    match agents.iter_mut().find(|a| a.id == agent.id) {
+        Some(old) => *old = agent,
+        None => agents.push(agent),
+    }
+    check(&agents, builtin).map_err(|message| ConfigError::Invalid { path: path.clone(), message })?;
+    save(dir, agents)
+}
+
+/// Removes agent `id` from `dir/acp.json`; `false` when it was not there.
+pub(crate) fn remove(dir: &Path, id: &str, builtin: &[&str]) -> Result<bool, ConfigError> {
+    let mut agents = load(dir, builtin)?;
+    let before = agents.len();
+    agents.retain(|a| a.id != id);
+    if agents.len() == before {
+        return Ok(false);
+    }
+    save(dir, agents)?;
+    Ok(true)
+}
+
+fn save(dir: &Path, agents: Vec<CustomAgent>) -> Result<(), ConfigError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join(CONFIG_FILE);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(&ConfigFile { agents }).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|source| ConfigError::Write { path: path.clone(), source })
 }
 
 #[cfg(test)]
@@ -223,5 +258,25 @@ mod tests {
         assert!(load(dir.path(), &[]).unwrap_err().to_string().contains("letters"));
         write(r#"{"agents": [{"id": "a", "command": "v", "secret": "x"}]}"#);
         assert!(load(dir.path(), &[]).unwrap_err().to_string().contains("unknown field"));
+        write(r#"{"agents": [{"id": "a", "command": "v", "credentials": ["A_KEY"], "env": {"A_KEY": "sk-1"}}]}"#);
+        assert!(load(dir.path(), &[]).unwrap_err().to_string().contains("credential A_KEY in `env`"));
+    }
+
+    #[test]
+    fn put_adds_replaces_and_remove_removes_entries() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let agent = |id: &str, cmd: &str| CustomAgent { id: id.into(), command: cmd.into(), ..Default::default() };
+        put(dir.path(), agent("a", "a-acp"), &["vibe"]).unwrap();
+        put(dir.path(), agent("b", "b-acp"), &["vibe"]).unwrap();
+        put(dir.path(), agent("a", "a2-acp"), &["vibe"]).unwrap();
+        let got: Vec<(String, String)> = load(dir.path(), &["vibe"]).unwrap().into_iter().map(|a| (a.id, a.command)).collect();
+        assert_eq!(got, vec![("a".into(), "a2-acp".into()), ("b".into(), "b-acp".into())]);
+        let mode = std::fs::metadata(dir.path().join(CONFIG_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(put(dir.path(), agent("vibe", "x"), &["vibe"]).unwrap_err().to_string().contains("built-in"));
+        assert!(remove(dir.path(), "a", &["vibe"]).unwrap());
+        assert!(!remove(dir.path(), "a", &["vibe"]).unwrap());
+        assert_eq!(load(dir.path(), &["vibe"]).unwrap().len(), 1);
     }
 }

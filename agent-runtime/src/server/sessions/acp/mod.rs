@@ -242,7 +242,7 @@ impl AcpDriver {
                 Err(e) => return Err(AgentGone(self.new_session_error(&e, &caps))),
             }
         }
-        self.set_mode(proc, &modes).await
+        self.start_mode(proc, &modes).await
     }
 
     /// Why `session/new` failed, for a person (credentials, when that is it).
@@ -261,7 +261,7 @@ impl AcpDriver {
 
     /// `session/set_mode` to the session's mode (or the agent's default under sbx). A mode the agent
     /// does not have fails the start when the session asked for it.
-    async fn set_mode(&mut self, proc: &mut Proc, modes: &Value) -> Result<(), AgentGone> {
+    async fn start_mode(&mut self, proc: &mut Proc, modes: &Value) -> Result<(), AgentGone> {
         let asked = self.settings.request.mode.clone();
         let Some(want) = asked.clone().or_else(|| self.launch.default_mode.clone()) else { return Ok(()) };
         let current = modes.get("currentModeId").and_then(Value::as_str);
@@ -428,6 +428,27 @@ impl AgentDriver for AcpDriver {
             super::driver::close_agent(p.child, p.stdin).await;
         }
         self.client.release_all().await;
+    }
+
+    async fn set_mode(&mut self, mode: &str) -> Result<(), String> {
+        let Some(mut proc) = self.proc.take() else {
+            // Not running (it stopped after a turn): it starts in this mode.
+            self.settings.request.mode = Some(mode.to_owned());
+            return Ok(());
+        };
+        let id = self.id();
+        let params = json!({"sessionId": self.session_id, "modeId": mode});
+        // Updates the agent sends meanwhile (`current_mode_update`) wait in the backlog for the next turn.
+        let answer = proc.call(id, "session/set_mode", params, &mut self.notices, Some(&mut self.backlog)).await;
+        self.proc = Some(proc);
+        match answer {
+            Ok(Ok(_)) => {
+                self.settings.request.mode = Some(mode.to_owned());
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("the {} agent refused mode `{mode}`: {}", self.agent, rpc::error_text(&e))),
+            Err(gone) => Err(gone.0),
+        }
     }
 }
 
