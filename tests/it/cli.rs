@@ -450,6 +450,21 @@ fn concurrent_ups_never_corrupt_the_state() {
 
 /// Agent sessions through the CLI with the mock agent: new, send, prompt (exit codes), approvals,
 /// events as JSON lines, and transcripts that outlive the sandbox.
+/// `sbx shell` as ssh does it: piped stdin and no `-t` is plain input to the shell (no terminal, so a
+/// shell that queries its terminal cannot wait forever); `-t` gives a terminal all the same.
+#[test]
+fn shell_reads_piped_input_without_a_terminal_unless_t() {
+    let sbx = Sbx::new();
+    sbx.ok(&["up", "--provider", "local", "--name", "sh1"]);
+    let out = sbx.run_with_stdin(&["shell", "sh1"], b"tty\nexit 3\n");
+    assert_eq!(text(&out.stdout), "not a tty\n", "{}", text(&out.stderr));
+    assert_eq!(code(&out), 3, "the shell's exit code");
+    let out = sbx.run_with_stdin(&["shell", "-t", "sh1", "--", "/bin/sh"], b"echo tty=$(test -t 0 && echo yes)\nexit 5\n");
+    assert!(text(&out.stdout).contains("tty=yes"), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(code(&out), 5);
+    sbx.ok(&["down", "sh1"]);
+}
+
 /// Any ACP agent is an entry, added from the host: `sbx agent add` (flags or a JSON file), used by a
 /// session like a built-in agent, refused when a credential would be written into the sandbox,
 /// removed by `sbx agent rm`.

@@ -147,13 +147,25 @@ fn sbx_command(server: &SshServer, state: &std::path::Path, args: &[&str]) -> Co
 }
 
 /// A mock-agent turn and a shell on the sandbox's terminal (a PTY in the runtime), from the CLI.
-fn session_and_shell(server: &SshServer, state: &std::path::Path, name: &str) {
+fn session_and_shell(server: &SshServer, state: &std::path::Path, name: &str, login_shell: Option<&str>) {
     let out = ok(sbx(server, state, &["prompt", name, "echo from the mock agent", "--agent", "mock"]));
     assert_eq!(text(&out.stdout), "from the mock agent\n");
-    // `/bin/sh` named: fish (this user's shell) asks the terminal questions that only a real one answers.
-    let out = sbx_with_input(server, state, &["shell", name, "--", "/bin/sh"], b"echo tty=$(test -t 0 && echo yes) sum=$((6*7))\nexit 5\n");
+    // -t: a terminal all the same. `/bin/sh` named: fish (this user's shell) asks the terminal
+    // questions that only a real one answers.
+    let out = sbx_with_input(server, state, &["shell", "-t", name, "--", "/bin/sh"], b"echo tty=$(test -t 0 && echo yes) sum=$((6*7))\nexit 5\n");
     assert!(text(&out.stdout).contains("tty=yes sum=42"), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(5), "the shell's exit code: {}", text(&out.stderr));
+    // Piped input and no -t: the user's own shell (fish) reads it as plain input, as over ssh; it used
+    // to wait forever on a PTY for the answers to its terminal queries.
+    // (The input reads the same to fish and to sh.)
+    let out = sbx_with_input(server, state, &["shell", name], b"echo shell=$SHELL\ntty\nexit 4\n");
+    let said = text(&out.stdout);
+    assert!(said.ends_with("not a tty\n"), "{said}\n{}", text(&out.stderr));
+    if let Some(login) = login_shell {
+        // (Its config.fish runs too and says hello, as it would over ssh.)
+        assert!(said.contains(&format!("shell={login}\n")), "the user's login shell ran: {said}");
+    }
+    assert_eq!(out.status.code(), Some(4), "the shell's exit code: {}", text(&out.stderr));
 }
 
 fn ok(out: Output) -> Output {
@@ -192,7 +204,7 @@ async fn up_exec_cp_down_through_the_cli_on_fish_and_noexec_tmp() {
     let back = s.join("back.bin");
     ok(sbx(&server, s, &["cp", "box:data.bin", back.to_str().unwrap()]));
     assert!(std::fs::read(&back).unwrap() == data, "cp round trip differs");
-    session_and_shell(&server, s, "box");
+    session_and_shell(&server, s, "box", Some("/usr/bin/fish"));
 
     // A second sandbox on the same host reuses the uploaded runtime (same file, not uploaded again).
     let bin_before = text(&server.sh("ls -i ~/.sbx/bin").stdout);
@@ -276,7 +288,7 @@ async fn isolation_docker_makes_a_container_of_the_hosts_engine() {
     let back = s.join("back.bin");
     ok(sbx(&server, s, &["cp", "boxed:data.bin", back.to_str().unwrap()]));
     assert!(std::fs::read(&back).unwrap() == data, "cp round trip differs");
-    session_and_shell(&server, s, "boxed");
+    session_and_shell(&server, s, "boxed", None);
     let ls = text(&ok(sbx(&server, s, &["ls", "--json"])).stdout);
     assert!(ls.contains("\"boxed\"") && ls.contains(&id), "{ls}");
 

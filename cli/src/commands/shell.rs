@@ -13,13 +13,18 @@ use crate::output::Exit;
 
 /// `sbx shell` flags.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  sbx shell dev\n  sbx shell dev --cwd /workspace -- bash -l")]
+#[command(after_help = "Examples:\n  sbx shell dev\n  sbx shell dev --cwd /workspace -- bash -l\n  echo 'make test' | sbx shell dev      # no terminal: the shell reads its commands from stdin\n  printf 'tty\\n' | sbx shell -t dev     # a terminal all the same (like ssh -t)")]
 pub struct ShellArgs {
     /// The sandbox.
     pub name: String,
     /// Working directory.
     #[arg(long)]
     pub cwd: Option<String>,
+    /// A terminal (PTY) even when stdin is not one. Without it, as with ssh, piped input goes to the
+    /// shell as plain input (a shell that queries its terminal, like fish, would wait forever for
+    /// an answer a pipe never gives).
+    #[arg(short, long)]
+    pub tty: bool,
     /// The program to run instead of the sandbox's shell.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -45,6 +50,16 @@ impl Drop for RawMode {
 
 /// Runs `sbx shell`.
 pub async fn run(ctx: &Ctx, a: ShellArgs) -> Result<Exit> {
+    if !a.tty && !std::io::stdin().is_terminal() {
+        // The sandbox's own shell ($SHELL there, as the PTY would start) reading our stdin.
+        let command = if a.command.is_empty() {
+            ["/bin/sh", "-c", "exec \"${SHELL:-/bin/sh}\""].map(str::to_owned).to_vec()
+        } else {
+            a.command
+        };
+        let exec = super::exec::ExecArgs { name: a.name, cwd: a.cwd, env: Vec::new(), interactive: true, tty: false, command };
+        return super::exec::run(ctx, exec).await;
+    }
     let rec = ctx.record(&a.name)?;
     let client = ctx.client(&rec).await?;
     let mut opts = PtyOptions { cwd: a.cwd, ..Default::default() };
