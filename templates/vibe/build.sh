@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a Debian 13 (trixie, Python 3.13) image with Mistral's ACP agent `vibe-acp` (PyPI
 # `mistral-vibe`, pinned below), for the tests of sbx's ACP adapter; no image registry involved:
-#   debootstrap trixie (minbase + python3-venv) -> venv + pip install in a chroot -> `docker import`.
+#   debootstrap trixie (minbase + python3-venv, and git for `sbx run`'s diffs) -> venv + pip install in a chroot -> `docker import`.
 # `vibe-acp` is linked into /usr/local/bin. The image has no API key and no vibe config: tests give it
 # a VIBE_HOME of their own.
 #
@@ -21,7 +21,7 @@ SUITE=trixie
 REPO=sbx-vibe
 # 3.0.3 pins a certifi that PyPI lacks; 3.0.2 is what was verified (shared/agents.md).
 VIBE_VERSION=3.0.2
-PACKAGES=bash,coreutils,ca-certificates,python3,python3-venv,procps
+PACKAGES=bash,coreutils,ca-certificates,python3,python3-venv,procps,git
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 log() { echo "[sbx-vibe] $*" >&2; }

@@ -143,3 +143,60 @@ async fn vibe_acp_in_docker_writes_a_file_takes_a_denial_and_a_cancel() {
     client.end_session(&s.id, false).await.unwrap();
     p.destroy(&sandbox.id).await.expect("destroy");
 }
+
+/// `sbx run` with `agent: vibe`: an ACP agent as a task's agent, from the Debian 13 image, its own
+/// endpoint configuration written by the task's `setup:` (sbx configures only claude's and codex's),
+/// fixing a seeded bug through vibe's `write_file`; the check passes and the diff holds the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sbx_run_with_vibe_as_the_agent_fixes_a_bug() {
+    let image = std::env::var("SBX_VIBE_IMAGE").ok().filter(|v| !v.is_empty()).expect("SBX_VIBE_IMAGE is unset: run install/test-deps.sh");
+    assert!(sbx_tests::docker_available(), "Docker is required");
+    let gateway = sbx_tests::fake_llm::docker_bridge_gateway().expect("Docker's bridge network has no gateway to put the fake LLM on");
+    let llm = FakeLlm::start_on(gateway).await;
+    llm.push(write_file("/workspace/work/calc.sh", "add() { echo $(($1 + $2)); }\n"));
+    llm.push(Reply::text("Fixed: add adds now."));
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("calc.sh"), "add() { echo $(($1 - $2)); }\n").unwrap();
+    std::fs::write(repo.join("test.sh"), ". ./calc.sh\n[ \"$(add 2 3)\" = 5 ]\n").unwrap();
+    let config = format!(
+        "active_model = 'fake'\ndefault_agent = 'auto-approve'\nenable_telemetry = false\nenable_update_checks = false\n\
+         enable_auto_update = false\n[[providers]]\nname = 'fake'\napi_base = '{}'\napi_style = 'openai'\nbackend = 'generic'\n\
+         api_key_env_var = ''\n[[models]]\nname = 'fake-model'\nprovider = 'fake'\nalias = 'fake'\n",
+        llm.openai_base_url()
+    );
+    std::fs::write(dir.path().join("vibe.toml"), config).unwrap();
+    let yaml = format!(
+        "version: 1\ndefaults:\n  provider: docker\n  image: {image}\n  timeout: 5m\ntasks:\n  - name: fix-vibe\n    agent: vibe\n    \
+         workspace: ./repo\n    env: {{VIBE_HOME: /tmp/vibe-home}}\n    setup:\n      - mkdir -p /tmp/vibe-home && mv .vibe.toml /tmp/vibe-home/config.toml\n    \
+         prompt: Fix add in calc.sh so test.sh passes\n    check: sh test.sh\n"
+    );
+    // The config reaches the sandbox with the workspace (a hidden file the setup moves out of it).
+    std::fs::rename(dir.path().join("vibe.toml"), repo.join(".vibe.toml")).unwrap();
+    std::fs::write(dir.path().join("sbx.yaml"), yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(sbx_tests::bin("sbx"))
+            .args(["run", "-f", "sbx.yaml", "--results"])
+            .arg(&results)
+            .current_dir(dir.path())
+            .env("XDG_STATE_HOME", home.path())
+            .env("SBX_RUNTIME", sbx_tests::static_runtime())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let task: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(results.join("fix-vibe/task.json")).unwrap_or_else(|e| panic!("{e}\n{stderr}"))).unwrap();
+    let events = std::fs::read_to_string(results.join("fix-vibe/events.jsonl")).unwrap_or_default();
+    assert_eq!(task["status"], "passed", "{task:#}\n{stderr}\nevents: {events}");
+    assert_eq!(task["agentInstall"]["source"], "image", "{task:#}");
+    let diff = std::fs::read_to_string(results.join("fix-vibe/diff.patch")).unwrap();
+    assert!(diff.contains("+add() { echo $(($1 + $2)); }"), "{diff}");
+    assert!(events.contains("\"write_file\""), "the fix came through vibe's tool: {events}");
+    assert!(out.status.success(), "sbx run exit {:?}\n{stderr}", out.status.code());
+}

@@ -43,7 +43,7 @@ pub struct Defaults {
     pub network: Option<NetworkMode>,
     /// How long each sandbox may live (`30m`, `2h`).
     pub ttl: Option<Span>,
-    /// `claude`, `codex` or `mock`.
+    /// `claude`, `codex`, `mock`, or an ACP agent in the image (`vibe`, `gemini`, `opencode`, `openhands`).
     pub agent: Option<AgentName>,
     /// Model to ask the agent for.
     pub model: Option<String>,
@@ -334,6 +334,14 @@ fn check(path: &Path, text: &str, c: &RunConfig) -> Result<(), ConfigError> {
                 return Err(err(field("credentials"), Some(a), super::values::unknown("agent", a, sbx_agent::credentials::AGENTS)));
             }
         }
+        let agent = t.agent.or(c.defaults.agent).map(|a| a.as_str());
+        if t.llm.is_some() && agent.is_some_and(|a| !matches!(a, "claude" | "codex" | "mock")) {
+            return Err(err(
+                field("llm"),
+                Some("llm:"),
+                format!("`llm:` configures claude and codex; `{}` reads its endpoint from its own configuration (write it in `setup:`, see docs/acp.md)", agent.unwrap_or_default()),
+            ));
+        }
         if let Some(s) = t.agent_install.as_deref().or(c.defaults.agent_install.as_deref()) {
             if let Err(e) = s.parse::<crate::agents_setup::AgentsFrom>() {
                 return Err(err(field("agent_install"), Some("agent_install:"), e));
@@ -402,5 +410,16 @@ mod tests {
         assert_eq!((e.position, e.path.as_str()), (Some((3, 5)), "tasks[0].prompt"));
         let e = p("version: 1\ntasks: [\n").unwrap_err();
         assert!(e.position.is_some(), "{e}");
+    }
+
+    #[test]
+    fn acp_agents_are_task_agents_but_not_configured_by_llm() {
+        let c = p("version: 1\ntasks:\n  - name: a\n    agent: vibe\n    prompt: hi\n").unwrap();
+        assert_eq!(c.tasks[0].agent.map(|a| a.as_str()), Some("vibe"));
+        let e = p("version: 1\ntasks:\n  - name: a\n    agent: vibe\n    prompt: hi\n    llm: {base_url: 'http://127.0.0.1:1'}\n").unwrap_err();
+        assert_eq!(e.path, "tasks[0].llm");
+        assert!(e.message.contains("`llm:` configures claude and codex") && e.message.contains("setup:"), "{e}");
+        let e = p("version: 1\ntasks:\n  - name: a\n    agent: vibes\n    prompt: hi\n").unwrap_err();
+        assert!(e.message.contains("vibe"), "the valid names, closest first: {e}");
     }
 }

@@ -289,12 +289,29 @@ pub enum AgentName {
     Claude,
     Codex,
     Mock,
+    /// The ACP presets (docs/acp.md): the runtime drives them through its ACP adapter.
+    Vibe,
+    Gemini,
+    Opencode,
+    Openhands,
 }
 
 impl Choice for AgentName {
-    const ALL: &'static [(&'static str, Self)] = &[("claude", Self::Claude), ("codex", Self::Codex), ("mock", Self::Mock)];
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("claude", Self::Claude),
+        ("codex", Self::Codex),
+        ("mock", Self::Mock),
+        ("vibe", Self::Vibe),
+        ("gemini", Self::Gemini),
+        ("opencode", Self::Opencode),
+        ("openhands", Self::Openhands),
+    ];
 }
-choice!(AgentName, "agent", "The coding agent: `claude`, `codex`, or `mock` (built in, no LLM).");
+choice!(
+    AgentName,
+    "agent",
+    "The coding agent: `claude`, `codex`, `mock` (built in, no LLM), or an ACP agent: `vibe`, `gemini`, `opencode`, `openhands` (in the image; docs/acp.md)."
+);
 
 #[cfg(test)]
 mod tests {

@@ -261,6 +261,9 @@ impl SessionManager {
                     None,
                 );
             }
+            // Visible (written) before the runtime answers anyone: a client that reads right after the
+            // restart sees the interrupted turn closed (a race a busy CI machine showed).
+            journal.flushed().await;
         }
         let session = Arc::new(Session {
             meta: Mutex::new(meta),
