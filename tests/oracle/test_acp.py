@@ -192,3 +192,34 @@ def test_sbx_acp_bad_input_says_what_to_do(tmp_path):
                        capture_output=True, text=True, input="")
     assert r.returncode != 0 and "vibe" in r.stderr and "removed again" in r.stderr, r.stderr
     assert sbx_names(sbx, env) == []
+
+
+def test_sbx_acp_up_rm_stopped_while_the_agent_goes_in_leaves_nothing(tmp_path):
+    """SIGTERM (how editors stop agents) after the sandbox is made but while the agent is still being
+    installed (from a mirror that accepts and never answers): with --rm, nothing is left."""
+    import signal
+    import socket
+    import time
+    sbx = sbx_binary()
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "config"), NO_COLOR="1")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        p = subprocess.Popen([str(sbx), "acp", "stopme", "--up", "--rm", "--agent", "claude", "--agents-from",
+                              f"mirror=http://127.0.0.1:{port}/{{agent}}/{{version}}"], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while "stopme" not in sbx_names(sbx, env):
+            assert p.poll() is None, p.communicate()
+            assert time.time() < deadline, "the sandbox was never made"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 130, err.decode()
+        assert sbx_names(sbx, env) == [], err.decode()
+    finally:
+        silent.close()
+        subprocess.run([str(sbx), "down", "stopme"], env=env, capture_output=True)

@@ -316,9 +316,19 @@ fn mcp_server(m: &Value) -> Result<sbx_agent::api::session::McpServer, String> {
 /// Runs `sbx acp`: serves ACP on stdin/stdout until the editor closes stdin (or stops it).
 pub async fn run(ctx: &Ctx, a: AcpArgs) -> Result<Exit> {
     let made = if a.up.up && ctx.state.get(&a.name)?.is_none() {
-        tokio::select! {
-            r = make_sandbox(ctx, &a) => r?,
-            _ = stop_signal() => return Err(Interrupted.into()),
+        let stopped = tokio::select! {
+            r = make_sandbox(ctx, &a) => { r?; false }
+            _ = stop_signal() => true,
+        };
+        if stopped {
+            // A half-made sandbox was removed by `provision::up`'s guard as its future was dropped; one
+            // that was made (its agent still going in) is removed here when --rm asked for it.
+            if a.up.rm && ctx.state.get(&a.name)?.is_some() {
+                if let Err(e) = provision::down(ctx, &a.name).await {
+                    ctx.out.note(format!("could not remove `{}` (`sbx down {}` tries again): {}", a.name, a.name, crate::output::error_line(&e)));
+                }
+            }
+            return Err(Interrupted.into());
         }
         true
     } else {
