@@ -92,13 +92,7 @@ impl AddArgs {
             }
             return Ok(config);
         }
-        let mut env = std::collections::BTreeMap::new();
-        for kv in &self.env {
-            match kv.split_once('=') {
-                Some((k, v)) if !k.is_empty() => env.insert(k.to_owned(), v.to_owned()),
-                _ => return Err(usage(format!("bad --env `{kv}`: expected KEY=VALUE"))),
-            };
-        }
+        let env = super::exec::parse_env(&self.env)?;
         let modes = self
             .modes
             .iter()

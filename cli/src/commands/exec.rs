@@ -80,7 +80,7 @@ fn signal_number(sig: &str) -> u8 {
     }
 }
 
-fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+pub(crate) fn parse_env(pairs: &[String]) -> Result<BTreeMap<String, String>> {
     pairs
         .iter()
         .map(|p| match p.split_once('=') {

@@ -324,9 +324,7 @@ pub async fn run(ctx: &Ctx, a: AcpArgs) -> Result<Exit> {
             // A half-made sandbox was removed by `provision::up`'s guard as its future was dropped; one
             // that was made (its agent still going in) is removed here when --rm asked for it.
             if a.up.rm && ctx.state.get(&a.name)?.is_some() {
-                if let Err(e) = provision::down(ctx, &a.name).await {
-                    ctx.out.note(format!("could not remove `{}` (`sbx down {}` tries again): {}", a.name, a.name, crate::output::error_line(&e)));
-                }
+                remove_made(ctx, &a.name).await;
             }
             return Err(Interrupted.into());
         }
@@ -336,16 +334,21 @@ pub async fn run(ctx: &Ctx, a: AcpArgs) -> Result<Exit> {
     };
     let served = serve(ctx, a.name.clone(), a.agent).await;
     if made && a.up.rm {
-        let step = ctx.out.step(&format!("removing sandbox `{}`", a.name));
-        match provision::down(ctx, &a.name).await {
-            Ok(()) => step.done(),
-            Err(e) => {
-                step.fail();
-                ctx.out.note(format!("could not remove `{}` (`sbx down {}` tries again): {}", a.name, a.name, crate::output::error_line(&e)));
-            }
-        }
+        remove_made(ctx, &a.name).await;
     }
     served
+}
+
+/// `--rm`: removes the sandbox this command made; a failure is reported, not fatal.
+async fn remove_made(ctx: &Ctx, name: &str) {
+    let step = ctx.out.step(&format!("removing sandbox `{name}`"));
+    match provision::down(ctx, name).await {
+        Ok(()) => step.done(),
+        Err(e) => {
+            step.fail();
+            ctx.out.note(format!("could not remove `{name}` (`sbx down {name}` tries again): {}", crate::output::error_line(&e)));
+        }
+    }
 }
 
 /// `--up`: makes sandbox NAME and puts the agent in it; a failure half-way leaves nothing behind.
